@@ -1,0 +1,320 @@
+//! Avro encoding in Confluent framing: magic byte 0, the schema id as a
+//! big-endian u32, then the Avro binary datum.
+
+use apache_avro::types::Value;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{Schema, from_value, to_value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::event::*;
+
+/// The compiled-in schemas and the ids the built-in registry serves them under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SchemaId {
+    ChatEvent = 1,
+    DevicePresence = 2,
+    Typing = 3,
+    Delivery = 4,
+}
+
+impl SchemaId {
+    pub const ALL: [SchemaId; 4] = [
+        SchemaId::ChatEvent,
+        SchemaId::DevicePresence,
+        SchemaId::Typing,
+        SchemaId::Delivery,
+    ];
+
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    pub fn from_id(id: u32) -> Option<SchemaId> {
+        SchemaId::ALL.into_iter().find(|s| s.id() == id)
+    }
+
+    /// The schema text, exactly as in `schemas/avro`.
+    pub fn text(self) -> &'static str {
+        match self {
+            SchemaId::ChatEvent => include_str!("../avro/chat_event.avsc"),
+            SchemaId::DevicePresence => include_str!("../avro/device_presence.avsc"),
+            SchemaId::Typing => include_str!("../avro/typing.avsc"),
+            SchemaId::Delivery => include_str!("../avro/delivery.avsc"),
+        }
+    }
+
+    /// The registry subject under the topic-name strategy (`<topic>-value`)
+    /// for fixed topics; inbox topics are per node, so their subject is
+    /// matched by prefix in the registry.
+    pub fn topic(self) -> &'static str {
+        match self {
+            SchemaId::ChatEvent => "chat.events",
+            SchemaId::DevicePresence => "chat.presence",
+            SchemaId::Typing => "chat.signals",
+            SchemaId::Delivery => "chat.inbox.",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("record is empty or shorter than the 5-byte Confluent header")]
+    Truncated,
+    #[error("unknown magic byte {0} (expected 0)")]
+    Magic(u8),
+    #[error("schema id {found} where {expected} was expected")]
+    WrongSchema { expected: u32, found: u32 },
+    #[error("avro: {0}")]
+    Avro(String),
+    #[error("payload branch {0} is not known to this version")]
+    UnknownBranch(usize),
+}
+
+impl From<apache_avro::Error> for CodecError {
+    fn from(e: apache_avro::Error) -> Self {
+        CodecError::Avro(e.to_string())
+    }
+}
+
+/// Any record chatflow puts on a topic.
+pub trait Record: Sized {
+    const SCHEMA: SchemaId;
+    fn to_avro(&self) -> Result<Value, CodecError>;
+    fn from_avro(value: Value) -> Result<Self, CodecError>;
+}
+
+/// Parsed schemas, built once and shared.
+#[derive(Debug)]
+pub struct Codec {
+    schemas: Vec<(SchemaId, Schema)>,
+}
+
+impl Codec {
+    pub fn new() -> Self {
+        let schemas = SchemaId::ALL
+            .into_iter()
+            .map(|id| {
+                // The schema texts are compiled in and covered by tests.
+                #[allow(clippy::expect_used)]
+                let schema = Schema::parse_str(id.text()).expect("compiled-in schema parses");
+                (id, schema)
+            })
+            .collect();
+        Codec { schemas }
+    }
+
+    fn schema(&self, id: SchemaId) -> &Schema {
+        // Every SchemaId is parsed in `new`.
+        #[allow(clippy::expect_used)]
+        self.schemas
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map(|(_, schema)| schema)
+            .expect("every schema id is parsed")
+    }
+
+    pub fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, CodecError> {
+        let writer = GenericDatumWriter::builder(self.schema(R::SCHEMA)).build()?;
+        let mut out = Vec::with_capacity(128);
+        out.push(0);
+        out.extend_from_slice(&R::SCHEMA.id().to_be_bytes());
+        writer.write_value(&mut out, record.to_avro()?)?;
+        Ok(out)
+    }
+
+    pub fn decode<R: Record>(&self, bytes: &[u8]) -> Result<R, CodecError> {
+        let (id, mut body) = split_header(bytes)?;
+        if id != R::SCHEMA.id() {
+            return Err(CodecError::WrongSchema {
+                expected: R::SCHEMA.id(),
+                found: id,
+            });
+        }
+        let reader = GenericDatumReader::builder(self.schema(R::SCHEMA)).build()?;
+        let value = reader.read_value(&mut body)?;
+        if !body.is_empty() {
+            return Err(CodecError::Avro(format!(
+                "{} trailing bytes after the datum",
+                body.len()
+            )));
+        }
+        R::from_avro(value)
+    }
+
+    /// Decodes any compiled-in record into JSON, for operators' tools.
+    pub fn decode_json(&self, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
+        let (id, _) = split_header(bytes)?;
+        let json = match SchemaId::from_id(id) {
+            Some(SchemaId::ChatEvent) => json(&self.decode::<ChatEvent>(bytes)?),
+            Some(SchemaId::DevicePresence) => json(&self.decode::<DevicePresence>(bytes)?),
+            Some(SchemaId::Typing) => json(&self.decode::<Typing>(bytes)?),
+            Some(SchemaId::Delivery) => {
+                let d = self.decode::<Delivery>(bytes)?;
+                let event = self.decode::<ChatEvent>(&d.event)?;
+                serde_json::json!({
+                    "conversation_id": d.conversation_id, "seq": d.seq,
+                    "devices": d.devices, "event": json(&event),
+                })
+            }
+            None => {
+                return Err(CodecError::WrongSchema {
+                    expected: SchemaId::ChatEvent.id(),
+                    found: id,
+                });
+            }
+        };
+        Ok(json)
+    }
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::new()
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn split_header(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    let (header, body) = bytes.split_at_checked(5).ok_or(CodecError::Truncated)?;
+    if header[0] != 0 {
+        return Err(CodecError::Magic(header[0]));
+    }
+    let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    Ok((id, body))
+}
+
+fn record_fields(value: Value) -> Result<Vec<(String, Value)>, CodecError> {
+    match value {
+        Value::Record(fields) => Ok(fields),
+        other => Err(CodecError::Avro(format!("expected a record, got {other:?}"))),
+    }
+}
+
+fn take(fields: &mut Vec<(String, Value)>, name: &str) -> Result<Value, CodecError> {
+    let at = fields
+        .iter()
+        .position(|(n, _)| n == name)
+        .ok_or_else(|| CodecError::Avro(format!("missing field {name}")))?;
+    Ok(fields.swap_remove(at).1)
+}
+
+fn string(value: Value) -> Result<String, CodecError> {
+    match value {
+        Value::String(s) => Ok(s),
+        other => Err(CodecError::Avro(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn millis(value: Value) -> Result<i64, CodecError> {
+    match value {
+        Value::TimestampMillis(t) | Value::Long(t) => Ok(t),
+        other => Err(CodecError::Avro(format!("expected a timestamp, got {other:?}"))),
+    }
+}
+
+fn branch<T: Serialize>(index: u32, payload: &T) -> Result<Value, CodecError> {
+    Ok(Value::Union(index, Box::new(to_value(payload)?)))
+}
+
+fn from<T: DeserializeOwned>(value: &Value) -> Result<T, CodecError> {
+    Ok(from_value(value)?)
+}
+
+impl Record for ChatEvent {
+    const SCHEMA: SchemaId = SchemaId::ChatEvent;
+
+    fn to_avro(&self) -> Result<Value, CodecError> {
+        let payload = match &self.payload {
+            Payload::ConversationCreated(p) => branch(0, p),
+            Payload::ConversationUpdated(p) => branch(1, p),
+            Payload::MemberAdded(p) => branch(2, p),
+            Payload::MemberRemoved(p) => branch(3, p),
+            Payload::MemberRoleChanged(p) => branch(4, p),
+            Payload::MessagePosted(p) => branch(5, p),
+            Payload::MessageEdited(p) => branch(6, p),
+            Payload::MessageDeleted(p) => branch(7, p),
+            Payload::ReactionAdded(p) => branch(8, p),
+            Payload::ReactionRemoved(p) => branch(9, p),
+            Payload::ReadUpTo(p) => branch(10, p),
+            Payload::DeliveredUpTo(p) => branch(11, p),
+        }?;
+        Ok(Value::Record(vec![
+            ("event_id".into(), Value::String(self.event_id.clone())),
+            (
+                "conversation_id".into(),
+                Value::String(self.conversation_id.clone()),
+            ),
+            ("occurred_at".into(), Value::TimestampMillis(self.occurred_at)),
+            ("actor".into(), to_value(&self.actor)?),
+            ("payload".into(), payload),
+        ]))
+    }
+
+    fn from_avro(value: Value) -> Result<Self, CodecError> {
+        let mut fields = record_fields(value)?;
+        let payload = match take(&mut fields, "payload")? {
+            Value::Union(index, inner) => {
+                let v = inner.as_ref();
+                match index {
+                    0 => Payload::ConversationCreated(from(v)?),
+                    1 => Payload::ConversationUpdated(from(v)?),
+                    2 => Payload::MemberAdded(from(v)?),
+                    3 => Payload::MemberRemoved(from(v)?),
+                    4 => Payload::MemberRoleChanged(from(v)?),
+                    5 => Payload::MessagePosted(from(v)?),
+                    6 => Payload::MessageEdited(from(v)?),
+                    7 => Payload::MessageDeleted(from(v)?),
+                    8 => Payload::ReactionAdded(from(v)?),
+                    9 => Payload::ReactionRemoved(from(v)?),
+                    10 => Payload::ReadUpTo(from(v)?),
+                    11 => Payload::DeliveredUpTo(from(v)?),
+                    other => return Err(CodecError::UnknownBranch(other as usize)),
+                }
+            }
+            other => return Err(CodecError::Avro(format!("payload is not a union: {other:?}"))),
+        };
+        Ok(ChatEvent {
+            event_id: string(take(&mut fields, "event_id")?)?,
+            conversation_id: string(take(&mut fields, "conversation_id")?)?,
+            occurred_at: millis(take(&mut fields, "occurred_at")?)?,
+            actor: from(&take(&mut fields, "actor")?)?,
+            payload,
+        })
+    }
+}
+
+/// Records without unions map field for field through serde; timestamps are
+/// plain longs on the Rust side.
+macro_rules! plain_record {
+    ($ty:ty, $id:expr) => {
+        impl Record for $ty {
+            const SCHEMA: SchemaId = $id;
+            fn to_avro(&self) -> Result<Value, CodecError> {
+                Ok(to_value(self)?)
+            }
+            fn from_avro(value: Value) -> Result<Self, CodecError> {
+                let fields = record_fields(value)?
+                    .into_iter()
+                    .map(|(name, v)| match v {
+                        Value::TimestampMillis(t) => (name, Value::Long(t)),
+                        v => (name, v),
+                    })
+                    .collect();
+                from(&Value::Record(fields))
+            }
+        }
+    };
+}
+
+plain_record!(DevicePresence, SchemaId::DevicePresence);
+plain_record!(Typing, SchemaId::Typing);
+plain_record!(Delivery, SchemaId::Delivery);
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

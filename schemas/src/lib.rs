@@ -1,0 +1,14 @@
+//! The chatflow event schemas: Rust types for every record on the log, their
+//! Avro encoding in Confluent framing, and the read-only schema registry that
+//! lets Kafka tools decode the log.
+
+mod codec;
+mod event;
+pub mod registry;
+
+pub use codec::{Codec, CodecError, Record, SchemaId};
+pub use event::{
+    Actor, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
+    DevicePresence, MemberAdded, MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted,
+    MessageEdited, MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing,
+};

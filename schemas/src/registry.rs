@@ -1,0 +1,129 @@
+//! The built-in, read-only schema registry: the Confluent Schema Registry
+//! REST reads for the compiled-in schemas, so that Confluent's clients (and
+//! any tool that speaks the registry API) decode chatflow's topics.
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::SchemaId;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Routes of the registry; the caller binds and serves them.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
+        .route("/config", get(config))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}/versions", get(versions))
+        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route("/subjects/{subject}/versions/{version}/schema", get(raw_version))
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], Json(body)).into_response()
+}
+
+/// Confluent's error shape: `{"error_code", "message"}`.
+fn not_found(code: u32, message: String) -> Response {
+    reply(StatusCode::NOT_FOUND, json!({"error_code": code, "message": message}))
+}
+
+async fn config() -> Response {
+    reply(StatusCode::OK, json!({"compatibilityLevel": "BACKWARD_TRANSITIVE"}))
+}
+
+fn by_id(id: &str) -> Result<SchemaId, Response> {
+    id.parse::<u32>()
+        .ok()
+        .and_then(SchemaId::from_id)
+        .ok_or_else(|| not_found(40403, format!("Schema {id} not found")))
+}
+
+async fn schema_by_id(Path(id): Path<String>) -> Response {
+    match by_id(&id) {
+        Ok(schema) => reply(StatusCode::OK, json!({"schema": compact(schema)})),
+        Err(e) => e,
+    }
+}
+
+async fn raw_schema_by_id(Path(id): Path<String>) -> Response {
+    match by_id(&id) {
+        Ok(schema) => raw(schema),
+        Err(e) => e,
+    }
+}
+
+/// The subject for a topic's values under the topic-name strategy.
+pub fn subject_of(schema: SchemaId) -> String {
+    format!("{}-value", schema.topic())
+}
+
+fn by_subject(subject: &str) -> Result<SchemaId, Response> {
+    let topic = subject.strip_suffix("-value");
+    SchemaId::ALL
+        .into_iter()
+        .find(|s| match (s, topic) {
+            (SchemaId::Delivery, Some(t)) => t.starts_with(s.topic()) && t.len() > s.topic().len(),
+            (_, Some(t)) => t == s.topic(),
+            _ => false,
+        })
+        .ok_or_else(|| not_found(40401, format!("Subject '{subject}' not found.")))
+}
+
+async fn subjects() -> Response {
+    let names: Vec<String> = SchemaId::ALL
+        .into_iter()
+        .filter(|s| *s != SchemaId::Delivery)
+        .map(subject_of)
+        .collect();
+    reply(StatusCode::OK, json!(names))
+}
+
+async fn versions(Path(subject): Path<String>) -> Response {
+    match by_subject(&subject) {
+        Ok(_) => reply(StatusCode::OK, json!([1])),
+        Err(e) => e,
+    }
+}
+
+fn check_version(version: &str) -> Result<(), Response> {
+    match version {
+        "1" | "latest" | "-1" => Ok(()),
+        other => Err(not_found(40402, format!("Version {other} not found."))),
+    }
+}
+
+async fn version(Path((subject, v)): Path<(String, String)>) -> Response {
+    match by_subject(&subject).and_then(|s| check_version(&v).map(|_| s)) {
+        Ok(schema) => reply(
+            StatusCode::OK,
+            json!({"subject": subject, "version": 1, "id": schema.id(), "schema": compact(schema)}),
+        ),
+        Err(e) => e,
+    }
+}
+
+async fn raw_version(Path((subject, v)): Path<(String, String)>) -> Response {
+    match by_subject(&subject).and_then(|s| check_version(&v).map(|_| s)) {
+        Ok(schema) => raw(schema),
+        Err(e) => e,
+    }
+}
+
+fn raw(schema: SchemaId) -> Response {
+    let value: Value = serde_json::from_str(schema.text()).unwrap_or(Value::Null);
+    reply(StatusCode::OK, value)
+}
+
+fn compact(schema: SchemaId) -> String {
+    serde_json::from_str::<Value>(schema.text())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| schema.text().to_owned())
+}

@@ -1,0 +1,15 @@
+//! The Kafka runtime every stage shares: client configuration, topic
+//! creation, the idempotent producer, the at-least-once consumer runtime
+//! with its dead-letter queue, and the operators' `tail`/`topics` tools.
+
+mod config;
+mod consumer;
+mod error;
+pub mod ops;
+mod producer;
+pub mod topics;
+
+pub use config::KafkaConfig;
+pub use consumer::{ConsumerSpec, Record, Rejection, Stage, StageError, run_stage};
+pub use error::KafkaError;
+pub use producer::Producer;
