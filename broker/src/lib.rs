@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info};
@@ -43,7 +45,7 @@ impl EmbeddedBroker {
             .map_err(|e| BrokerError::Address(e.to_string()))?;
         let listener = Url::parse(&format!("tcp://{addr}"))
             .map_err(|e| BrokerError::Address(e.to_string()))?;
-        let broker = Broker::builder()
+        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(tansu_broker::NODE_ID)
             .cluster_id("chatflow")
             .incarnation_id(uuid::Uuid::new_v4())
@@ -54,7 +56,6 @@ impl EmbeddedBroker {
             .build()
             .await
             .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
-        let mut broker: Broker<_, _> = broker;
         let task = tokio::spawn(async move {
             if let Err(e) = broker.serve(Instant::now()).await {
                 error!(error = ?e, "embedded broker stopped");

@@ -1,0 +1,306 @@
+//! The one consumer runtime every stage runs on: poll a batch, hand it to the
+//! stage, dead-letter what the stage rejects, then store and commit the
+//! offsets, in order per partition. Nothing is stored before its batch
+//! succeeded, so a crash redoes at most the batch in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::{KafkaConfig, KafkaError, Producer, topics};
+
+/// One record as the stage sees it.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+}
+
+/// A record the stage can never process: it goes to the dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    /// Index into the batch.
+    pub index: usize,
+    pub reason: String,
+}
+
+/// A failure that may pass: the whole batch is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StageError(pub String);
+
+/// A stage's own logic. `process` must be idempotent: after a crash the
+/// batch in flight is delivered again.
+#[async_trait]
+pub trait Stage: Send + Sync + 'static {
+    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    pub group: String,
+    pub topics: Vec<String>,
+    pub max_batch: usize,
+    /// The broker's long-poll bound; see `KafkaConfig::consumer`.
+    pub fetch_wait: Duration,
+}
+
+struct RuntimeContext {
+    group: String,
+}
+
+impl ClientContext for RuntimeContext {
+    /// librdkafka's statistics carry each assigned partition's lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!("chatflow_consumer_lag_records",
+                    "stage" => self.group.clone(),
+                    "topic" => crate::producer::topic_family(topic),
+                    "partition" => partition.to_string())
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RuntimeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The runtime never polls with a batch in flight, so every stored
+        // offset is final: commit them before the partitions move away.
+        if let Rebalance::Revoke(tpl) = rebalance {
+            info!(group = %self.group, partitions = tpl.count(), "partitions revoked, committing");
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(group = %self.group, error = %e, "nothing to commit on revoke");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+/// Runs `stage` over `spec.topics` in consumer group `spec.group` until
+/// `shutdown` fires; then commits what was stored and returns.
+pub async fn run_stage(
+    config: &KafkaConfig,
+    spec: ConsumerSpec,
+    stage: Arc<dyn Stage>,
+    shutdown: CancellationToken,
+) -> Result<(), KafkaError> {
+    let consumer: StreamConsumer<RuntimeContext> = config
+        .consumer(&spec.group, spec.fetch_wait)
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(RuntimeContext {
+            group: spec.group.clone(),
+        })?;
+    let topic_refs: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+    let dlq = DeadLetters::new(config, &spec.group)?;
+    let group = spec.group.as_str();
+    info!(group, topics = ?spec.topics, "stage consuming");
+
+    let mut failures = 0u32;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let mut batch = match first {
+            Ok(m) => vec![owned(&m)],
+            Err(e) => {
+                failures += 1;
+                warn!(group, error = %e, "poll failed");
+                if sleep_or_cancel(backoff(failures), &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        failures = 0;
+        // Take what librdkafka has already fetched, without waiting for more.
+        while batch.len() < spec.max_batch {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(owned(&m)),
+                _ => break,
+            }
+        }
+        let Some(rejected) = process_with_retry(group, &*stage, &batch, &shutdown).await else {
+            // Shut down with the batch unfinished: nothing of it is stored,
+            // so the next owner of these partitions does it again.
+            break;
+        };
+        for r in &rejected {
+            if let Some(record) = batch.get(r.index) {
+                if !dlq.send(record, &r.reason, &shutdown).await {
+                    return commit_and_close(&consumer, group);
+                }
+            }
+        }
+        store_offsets(&consumer, group, &batch)?;
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Stored offsets stay stored; the next commit carries them.
+            warn!(group, error = %e, "commit failed");
+        }
+    }
+    commit_and_close(&consumer, group)
+}
+
+fn commit_and_close(consumer: &StreamConsumer<RuntimeContext>, group: &str) -> Result<(), KafkaError> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => info!(group, "offsets committed at shutdown"),
+        Err(e) => debug!(group, error = %e, "no offsets to commit at shutdown"),
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        timestamp: m.timestamp().to_millis(),
+    }
+}
+
+/// Runs the batch until it succeeds; `None` when shutdown interrupted it.
+async fn process_with_retry(
+    group: &str,
+    stage: &dyn Stage,
+    batch: &[Record],
+    shutdown: &CancellationToken,
+) -> Option<Vec<Rejection>> {
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        match stage.process(batch).await {
+            Ok(rejected) => {
+                metrics::histogram!("chatflow_stage_batch_seconds", "stage" => group.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("chatflow_stage_events_total", "stage" => group.to_owned())
+                    .increment((batch.len() - rejected.len()) as u64);
+                return Some(rejected);
+            }
+            Err(e) => {
+                attempt += 1;
+                metrics::counter!("chatflow_stage_errors_total", "stage" => group.to_owned())
+                    .increment(1);
+                warn!(group, attempt, error = %e, records = batch.len(), "batch failed, retrying");
+                if sleep_or_cancel(backoff(attempt), shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1 << attempt.min(7));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Sleeps; true when shutdown came first.
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// Stores, per partition, the offset after the highest one in the batch.
+/// Batches are processed whole and in poll order, so that is in order.
+fn store_offsets(
+    consumer: &StreamConsumer<RuntimeContext>,
+    group: &str,
+    batch: &[Record],
+) -> Result<(), KafkaError> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+        *e = (*e).max(r.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.store_offsets(&tpl).map_err(|e| {
+        error!(group, error = %e, "storing offsets failed");
+        KafkaError::from(e)
+    })
+}
+
+/// `chat.dlq.<group>`: the original key and bytes, the reason in headers.
+struct DeadLetters {
+    producer: Producer,
+    topic: String,
+    group: String,
+}
+
+impl DeadLetters {
+    fn new(config: &KafkaConfig, group: &str) -> Result<Self, KafkaError> {
+        Ok(DeadLetters {
+            producer: Producer::new(config)?,
+            topic: topics::dlq(group),
+            group: group.to_owned(),
+        })
+    }
+
+    /// Retries until the broker has the record; false on shutdown.
+    async fn send(&self, record: &Record, reason: &str, shutdown: &CancellationToken) -> bool {
+        let group = self.group.as_str();
+        let offset = record.offset.to_string();
+        let partition = record.partition.to_string();
+        let headers = || {
+            OwnedHeaders::new()
+                .insert(Header { key: "dlq.reason", value: Some(reason) })
+                .insert(Header { key: "dlq.topic", value: Some(&record.topic) })
+                .insert(Header { key: "dlq.partition", value: Some(&partition) })
+                .insert(Header { key: "dlq.offset", value: Some(&offset) })
+                .insert(Header { key: "dlq.group", value: Some(group) })
+        };
+        let mut attempt = 0;
+        loop {
+            let key = record.key.as_deref().unwrap_or_default();
+            let payload = record.payload.as_deref().unwrap_or_default();
+            match self.producer.send(&self.topic, key, payload, Some(headers())).await {
+                Ok(_) => {
+                    warn!(group, topic = %record.topic, partition = record.partition,
+                        offset = record.offset, reason, "record dead-lettered");
+                    metrics::counter!("chatflow_stage_dead_lettered_total", "stage" => group.to_owned())
+                        .increment(1);
+                    return true;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    warn!(group, error = %e, "dead-letter produce failed, retrying");
+                    if sleep_or_cancel(backoff(attempt), shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}

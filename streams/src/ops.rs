@@ -1,0 +1,167 @@
+//! Operators' tools for a broker that old kcat builds cannot talk to:
+//! `tail` prints records as JSON lines, `topics` lists topics with their end
+//! offsets and each consumer group's lag.
+
+use std::io::Write;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::Codec;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::{KafkaConfig, KafkaError};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct TailOptions {
+    pub topic: String,
+    /// Start at the beginning (default) or only print new records.
+    pub from_end: bool,
+    /// Keep waiting for new records instead of stopping at the end.
+    pub follow: bool,
+    /// Stop after this many records.
+    pub limit: Option<u64>,
+}
+
+/// Prints each record of a topic as one JSON line:
+/// `{"partition","offset","timestamp","key","value"}` with the value decoded
+/// from Avro (or `value_error` and the raw bytes in hex when it does not decode).
+pub fn tail(
+    config: &KafkaConfig,
+    opts: &TailOptions,
+    out: &mut dyn Write,
+    stop: &CancellationToken,
+) -> Result<u64, KafkaError> {
+    let consumer: BaseConsumer = config.reader(Duration::from_millis(100)).create()?;
+    let metadata = consumer.fetch_metadata(Some(&opts.topic), TIMEOUT)?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == opts.topic && t.error().is_none())
+        .ok_or_else(|| KafkaError::Permanent(format!("no topic {}", opts.topic)))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in topic.partitions() {
+        let (low, high) = consumer.fetch_watermarks(&opts.topic, p.id(), TIMEOUT)?;
+        let start = if opts.from_end { high } else { low };
+        tpl.add_partition_offset(&opts.topic, p.id(), Offset::Offset(start))?;
+        ends.push((p.id(), high));
+    }
+    consumer.assign(&tpl)?;
+    let codec = Codec::new();
+    let mut printed = 0u64;
+    let done = |pos: &[(i32, i64)]| {
+        !opts.follow && ends.iter().all(|(p, high)| pos.iter().any(|(q, o)| q == p && o >= high))
+    };
+    let mut positions: Vec<(i32, i64)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0)))
+        .collect();
+    while !done(&positions) && !stop.is_cancelled() && opts.limit.is_none_or(|l| printed < l) {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = message?;
+        let mut line = json!({
+            "partition": m.partition(),
+            "offset": m.offset(),
+            "timestamp": m.timestamp().to_millis(),
+            "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        });
+        match m.payload().map(|p| codec.decode_json(p)) {
+            Some(Ok(value)) => line["value"] = value,
+            Some(Err(e)) => {
+                line["value_error"] = json!(e.to_string());
+                line["value_hex"] = json!(hex(m.payload().unwrap_or_default()));
+            }
+            None => line["value"] = serde_json::Value::Null,
+        }
+        writeln!(out, "{line}").map_err(|e| KafkaError::Permanent(e.to_string()))?;
+        printed += 1;
+        if let Some(pos) = positions.iter_mut().find(|(p, _)| *p == m.partition()) {
+            pos.1 = m.offset() + 1;
+        }
+    }
+    Ok(printed)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// `(group, committed offset, lag)` for each group that committed here.
+    pub groups: Vec<(String, i64, i64)>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Every topic with its partitions, offsets and consumer groups' lag.
+pub fn topics(config: &KafkaConfig) -> Result<Vec<TopicInfo>, KafkaError> {
+    let consumer: BaseConsumer = config.reader(Duration::from_millis(100)).create()?;
+    let metadata = consumer.fetch_metadata(None, TIMEOUT)?;
+    let groups: Vec<String> = consumer
+        .fetch_group_list(None, TIMEOUT)?
+        .groups()
+        .iter()
+        .map(|g| g.name().to_owned())
+        .collect();
+    let mut out = Vec::new();
+    let mut names: Vec<_> = metadata.topics().iter().collect();
+    names.sort_by_key(|t| t.name());
+    for t in names {
+        let mut partitions = Vec::new();
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(t.name(), p.id(), TIMEOUT)?;
+            partitions.push(PartitionInfo {
+                partition: p.id(),
+                start_offset: low,
+                end_offset: high,
+                groups: Vec::new(),
+            });
+        }
+        partitions.sort_by_key(|p| p.partition);
+        out.push(TopicInfo {
+            topic: t.name().to_owned(),
+            partitions,
+        });
+    }
+    for group in groups {
+        let member: BaseConsumer = config
+            .reader(Duration::from_millis(100))
+            .set("group.id", &group)
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for t in &out {
+            for p in &t.partitions {
+                tpl.add_partition(&t.topic, p.partition);
+            }
+        }
+        let committed = member.committed_offsets(tpl, TIMEOUT)?;
+        for e in committed.elements() {
+            let Offset::Offset(offset) = e.offset() else { continue };
+            if let Some(p) = out
+                .iter_mut()
+                .filter(|t| t.topic == e.topic())
+                .flat_map(|t| t.partitions.iter_mut())
+                .find(|p| p.partition == e.partition())
+            {
+                p.groups.push((group.clone(), offset, (p.end_offset - offset).max(0)));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,60 @@
+use std::time::{Duration, Instant};
+
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+
+use crate::{KafkaConfig, KafkaError};
+
+/// The idempotent producer: `send` resolves only once the broker has
+/// acknowledged the record, with the (partition, offset) it got.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+impl Producer {
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+        Ok(Producer {
+            inner: config.producer().create()?,
+        })
+    }
+
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(i32, i64), KafkaError> {
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        let started = Instant::now();
+        let result = self.inner.send(record, Duration::from_secs(30)).await;
+        metrics::histogram!("chatflow_produce_seconds", "topic" => topic_family(topic))
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+            Err((e, _)) => Err(e.into()),
+        }
+    }
+
+    /// Waits for every queued record to be acknowledged (shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        Ok(self.inner.flush(timeout)?)
+    }
+}
+
+/// A metric label for a topic without per-node or per-group suffixes, so the
+/// label set stays bounded.
+pub(crate) fn topic_family(topic: &str) -> &'static str {
+    match topic {
+        "chat.events" => "chat.events",
+        "chat.signals" => "chat.signals",
+        "chat.presence" => "chat.presence",
+        t if t.starts_with("chat.inbox.") => "chat.inbox",
+        t if t.starts_with("chat.dlq.") => "chat.dlq",
+        _ => "other",
+    }
+}

@@ -1,0 +1,216 @@
+//! The consumer runtime against the in-process broker.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use streams::topics::{self, TopicSpec};
+use streams::{ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError, run_stage};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A broker whose log lives in a directory removed when the test ends.
+struct TestBroker {
+    broker: Option<broker::EmbeddedBroker>,
+    dir: PathBuf,
+}
+
+impl TestBroker {
+    async fn start() -> TestBroker {
+        let dir = PathBuf::from(".test-data").join(ulid::Ulid::new().to_string());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let broker = broker::EmbeddedBroker::start(port, &dir.join("log.db")).await.unwrap();
+        TestBroker { broker: Some(broker), dir }
+    }
+
+    fn config(&self) -> KafkaConfig {
+        KafkaConfig::new(self.broker.as_ref().unwrap().addr().to_string())
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            drop(b);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn produce(config: &KafkaConfig, topic: &str, payloads: &[String]) {
+    let producer = Producer::new(config).unwrap();
+    for p in payloads {
+        producer.send(topic, b"k", p.as_bytes(), None).await.unwrap();
+    }
+}
+
+/// Records what it processed; on the record `block_at` it never returns,
+/// like a process that dies mid-batch.
+struct Recorder {
+    done: Mutex<Vec<i64>>,
+    batches: Mutex<Vec<Vec<i64>>>,
+    block_at: Option<i64>,
+    blocked: mpsc::UnboundedSender<Vec<i64>>,
+    transient_failures: Mutex<u32>,
+}
+
+#[async_trait]
+impl Stage for Recorder {
+    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
+        {
+            let mut left = self.transient_failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StageError("store unavailable".into()));
+            }
+        }
+        let offsets: Vec<i64> = batch.iter().map(|r| r.offset).collect();
+        if self.block_at.is_some_and(|b| offsets.contains(&b)) {
+            let _ = self.blocked.send(offsets.clone());
+            std::future::pending::<()>().await;
+        }
+        let mut rejected = Vec::new();
+        for (index, r) in batch.iter().enumerate() {
+            if r.payload.as_deref() == Some(b"poison") {
+                rejected.push(Rejection { index, reason: "cannot decode".into() });
+            } else {
+                self.done.lock().unwrap().push(r.offset);
+            }
+        }
+        self.batches.lock().unwrap().push(offsets);
+        Ok(rejected)
+    }
+}
+
+fn recorder(block_at: Option<i64>, transient_failures: u32) -> (Arc<Recorder>, mpsc::UnboundedReceiver<Vec<i64>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let r = Recorder {
+        done: Mutex::default(),
+        batches: Mutex::default(),
+        block_at,
+        blocked: tx,
+        transient_failures: Mutex::new(transient_failures),
+    };
+    (Arc::new(r), rx)
+}
+
+fn spec(topic: &str, group: &str) -> ConsumerSpec {
+    ConsumerSpec {
+        group: group.into(),
+        topics: vec![topic.into()],
+        max_batch: 5,
+        fetch_wait: Duration::from_millis(20),
+    }
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_batch_is_redone_from_what_was_not_stored() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topics::ensure(&config, &[TopicSpec { name: "t.kill".into(), partitions: 1, config: vec![] }], 1)
+        .await
+        .unwrap();
+    let payloads: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    produce(&config, "t.kill", &payloads).await;
+
+    let (first, mut blocked) = recorder(Some(12), 0);
+    let task = tokio::spawn({
+        let (config, stage) = (config.clone(), first.clone());
+        async move { run_stage(&config, spec("t.kill", "g.kill"), stage, CancellationToken::new()).await }
+    });
+    let in_flight = tokio::time::timeout(Duration::from_secs(30), blocked.recv()).await.unwrap().unwrap();
+    task.abort(); // killed: no graceful commit of anything further
+    let _ = task.await;
+    let stored_before: Vec<i64> = first.done.lock().unwrap().clone();
+    assert!(!in_flight.is_empty());
+    assert_eq!(stored_before, (0..in_flight[0]).collect::<Vec<_>>());
+
+    let (second, _) = recorder(None, 0);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, stage, shutdown) = (config.clone(), second.clone(), shutdown.clone());
+        async move { run_stage(&config, spec("t.kill", "g.kill"), stage, shutdown).await }
+    });
+    wait_for(|| second.done.lock().unwrap().last() == Some(&19)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    // Exactly the records that were not stored: the batch in flight onwards.
+    assert_eq!(*second.done.lock().unwrap(), (in_flight[0]..20).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topics::ensure(
+        &config,
+        &[
+            TopicSpec { name: "t.poison".into(), partitions: 1, config: vec![] },
+            TopicSpec::dlq("g.poison"),
+        ],
+        1,
+    )
+    .await
+    .unwrap();
+    let payloads: Vec<String> =
+        ["a", "b", "poison", "c", "d"].iter().map(|s| s.to_string()).collect();
+    produce(&config, "t.poison", &payloads).await;
+
+    let (stage, _) = recorder(None, 2);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, stage, shutdown) = (config.clone(), stage.clone(), shutdown.clone());
+        async move { run_stage(&config, spec("t.poison", "g.poison"), stage, shutdown).await }
+    });
+    wait_for(|| stage.done.lock().unwrap().contains(&4)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    // Nothing skipped by the two transient failures; the poison is not "done".
+    assert_eq!(*stage.done.lock().unwrap(), vec![0, 1, 3, 4]);
+
+    let reader: BaseConsumer = config.reader(Duration::from_millis(20)).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topics::dlq("g.poison"), 0, Offset::Beginning).unwrap();
+    reader.assign(&tpl).unwrap();
+    let m = loop {
+        if let Some(m) = reader.poll(Duration::from_millis(500)) {
+            break m.unwrap();
+        }
+    };
+    assert_eq!(m.payload(), Some(&b"poison"[..]));
+    assert_eq!(m.key(), Some(&b"k"[..]));
+    let headers = m.headers().unwrap();
+    let get = |k: &str| {
+        headers.iter().find(|h| h.key == k).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(get("dlq.reason").as_deref(), Some("cannot decode"));
+    assert_eq!(get("dlq.offset").as_deref(), Some("2"));
+    assert_eq!(get("dlq.topic").as_deref(), Some("t.poison"));
+
+    // A restart in the same group starts after everything: all was stored.
+    let (again, _) = recorder(None, 0);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, stage, shutdown) = (config.clone(), again.clone(), shutdown.clone());
+        async move { run_stage(&config, spec("t.poison", "g.poison"), stage, shutdown).await }
+    });
+    produce(&config, "t.poison", &["e".to_string()]).await;
+    wait_for(|| !again.done.lock().unwrap().is_empty()).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*again.done.lock().unwrap(), vec![5]);
+}
