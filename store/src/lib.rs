@@ -1,1 +1,64 @@
+//! The message store: one async trait for every backend (fjall embedded,
+//! DynamoDB distributed), its items, and the conformance suite each backend
+//! must pass.
 
+pub mod conformance;
+mod apply;
+mod fjall_store;
+mod model;
+
+pub use fjall_store::FjallStore;
+pub use model::*;
+
+use async_trait::async_trait;
+
+/// A store failure, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying (throttled, unavailable, timed out).
+    #[error("store unavailable: {0}")]
+    Transient(String),
+    /// The request itself is wrong and never succeeds.
+    #[error("store rejected the request: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The read models chatflow builds from `chat.events`.
+///
+/// Writes come only from the persister, as the mutations of one event of one
+/// conversation, applied atomically and at most once: each conversation
+/// remembers the highest event seq it applied and ignores anything at or
+/// below it, which makes every redelivery and replay harmless.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies each event's mutations; returns, per event, whether it was
+    /// applied (false: already applied before). When it returns, the
+    /// writes are durable.
+    async fn apply(&self, events: Vec<EventWrite>) -> Result<Vec<bool>>;
+
+    async fn conversation(&self, conversation_id: &str) -> Result<Option<Conversation>>;
+    async fn member(&self, conversation_id: &str, user_id: &str) -> Result<Option<Member>>;
+    async fn members(&self, conversation_id: &str) -> Result<Vec<Member>>;
+    async fn message(&self, conversation_id: &str, seq: i64) -> Result<Option<Message>>;
+    /// The message a sender posted with this client_msg_id, if any.
+    async fn message_by_client_id(
+        &self,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>>;
+    /// A page of history in seq order; see [`Page`].
+    async fn messages(&self, conversation_id: &str, page: Page) -> Result<MessagePage>;
+    /// The conversations a user belongs to (unordered).
+    async fn user_conversations(&self, user_id: &str) -> Result<Vec<UserConversation>>;
+    /// A device's stored per-conversation cursors.
+    async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>>;
+}

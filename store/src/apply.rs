@@ -1,0 +1,241 @@
+//! How an event's mutations change the items, written once over an item
+//! view so that every backend applies them identically.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError, UserConversation};
+
+pub(crate) fn conv_pk(conversation_id: &str) -> String {
+    format!("CONV#{conversation_id}")
+}
+pub(crate) fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+pub(crate) const META: &str = "META";
+pub(crate) fn member_sk(user_id: &str) -> String {
+    format!("MEMBER#{user_id}")
+}
+/// Zero-padded so that the sort key orders by seq.
+pub(crate) fn msg_sk(seq: i64) -> String {
+    format!("MSG#{seq:020}")
+}
+pub(crate) fn client_sk(sender_id: &str, client_msg_id: &str) -> String {
+    // The sender's length keeps `a#b`+`c` apart from `a`+`b#c`.
+    format!("CLIENT#{}#{sender_id}#{client_msg_id}", sender_id.len())
+}
+pub(crate) fn user_conv_sk(conversation_id: &str) -> String {
+    format!("CONV#{conversation_id}")
+}
+pub(crate) fn device_sk(device_id: &str) -> String {
+    format!("DEVICE#{device_id}")
+}
+
+/// A transactional view of the items: reads see this transaction's writes.
+pub(crate) trait Items {
+    fn get_raw(&mut self, pk: &str, sk: &str) -> Result<Option<Vec<u8>>>;
+    fn put_raw(&mut self, pk: &str, sk: &str, value: Vec<u8>);
+    fn delete(&mut self, pk: &str, sk: &str);
+
+    fn get<T: DeserializeOwned>(&mut self, pk: &str, sk: &str) -> Result<Option<T>> {
+        match self.get_raw(pk, sk)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, pk: &str, sk: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Permanent(e.to_string()))?;
+        self.put_raw(pk, sk, bytes);
+        Ok(())
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Permanent(format!("corrupt item: {e}")))
+}
+
+/// Applies one event; false when the conversation already applied it.
+pub(crate) fn apply_event(items: &mut impl Items, write: &EventWrite) -> Result<bool> {
+    let pk = conv_pk(&write.conversation_id);
+    let mut meta: Option<Conversation> = items.get(&pk, META)?;
+    if meta.as_ref().is_some_and(|m| m.last_seq >= write.seq) {
+        return Ok(false);
+    }
+    for mutation in &write.mutations {
+        apply_mutation(items, write, &mut meta, mutation)?;
+    }
+    // Events for a conversation that was never created (a replay that
+    // starts mid-log) still advance nothing visible: no META, no items.
+    if let Some(mut m) = meta {
+        m.last_seq = write.seq;
+        items.put(&pk, META, &m)?;
+    }
+    Ok(true)
+}
+
+fn apply_mutation(
+    items: &mut impl Items,
+    write: &EventWrite,
+    meta: &mut Option<Conversation>,
+    mutation: &Mutation,
+) -> Result<()> {
+    let cid = write.conversation_id.as_str();
+    let pk = conv_pk(cid);
+    match mutation {
+        Mutation::CreateConversation { kind, name, description, created_by, members } => {
+            if meta.is_some() {
+                return Ok(());
+            }
+            *meta = Some(Conversation {
+                conversation_id: cid.to_owned(),
+                kind: kind.clone(),
+                name: name.clone(),
+                description: description.clone(),
+                created_by: created_by.clone(),
+                created_at: write.at,
+                last_seq: write.seq,
+                last_message_seq: None,
+                last_activity_at: write.at,
+            });
+            for (user_id, role) in members {
+                put_member(items, write, user_id, role)?;
+            }
+        }
+        _ if meta.is_none() => {}
+        Mutation::UpdateConversation { name, description } => {
+            if let Some(m) = meta.as_mut() {
+                if name.is_some() {
+                    m.name = name.clone();
+                }
+                if description.is_some() {
+                    m.description = description.clone();
+                }
+                m.last_activity_at = write.at;
+            }
+        }
+        Mutation::PutMember { user_id, role } => put_member(items, write, user_id, role)?,
+        Mutation::RemoveMember { user_id } => {
+            items.delete(&pk, &member_sk(user_id));
+            items.delete(&user_pk(user_id), &user_conv_sk(cid));
+        }
+        Mutation::PostMessage { message_id, sender_id, client_msg_id, body, reply_to, mentions } => {
+            let client_key = client_sk(sender_id, client_msg_id);
+            if items.get::<i64>(&pk, &client_key)?.is_some() {
+                return Ok(());
+            }
+            items.put(&pk, &client_key, &write.seq)?;
+            let message = Message {
+                conversation_id: cid.to_owned(),
+                seq: write.seq,
+                message_id: message_id.clone(),
+                sender_id: sender_id.clone(),
+                client_msg_id: client_msg_id.clone(),
+                body: Some(body.clone()),
+                sent_at: write.at,
+                edited_at: None,
+                deleted: false,
+                reply_to: *reply_to,
+                mentions: mentions.clone(),
+                reactions: Default::default(),
+            };
+            items.put(&pk, &msg_sk(write.seq), &message)?;
+            if let Some(m) = meta.as_mut() {
+                m.last_message_seq = Some(write.seq);
+                m.last_activity_at = write.at;
+            }
+        }
+        Mutation::EditMessage { seq, body } => update_message(items, &pk, *seq, |m| {
+            if !m.deleted {
+                m.body = Some(body.clone());
+                m.edited_at = Some(write.at);
+            }
+        })?,
+        Mutation::DeleteMessage { seq } => update_message(items, &pk, *seq, |m| {
+            m.deleted = true;
+            m.body = None;
+            m.reactions.clear();
+            m.mentions.clear();
+        })?,
+        Mutation::AddReaction { seq, emoji, user_id } => update_message(items, &pk, *seq, |m| {
+            let users = m.reactions.entry(emoji.clone()).or_default();
+            if !m.deleted && !users.contains(user_id) {
+                users.push(user_id.clone());
+            }
+            m.reactions.retain(|_, users| !users.is_empty());
+        })?,
+        Mutation::RemoveReaction { seq, emoji, user_id } => update_message(items, &pk, *seq, |m| {
+            if let Some(users) = m.reactions.get_mut(emoji) {
+                users.retain(|u| u != user_id);
+            }
+            m.reactions.retain(|_, users| !users.is_empty());
+        })?,
+        Mutation::MarkRead { user_id, seq } => {
+            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id))? {
+                member.last_read_seq = member.last_read_seq.max(*seq);
+                member.last_delivered_seq = member.last_delivered_seq.max(*seq);
+                items.put(&pk, &member_sk(user_id), &member)?;
+            }
+        }
+        Mutation::MarkDelivered { user_id, device_id, seq } => {
+            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id))? {
+                member.last_delivered_seq = member.last_delivered_seq.max(*seq);
+                items.put(&pk, &member_sk(user_id), &member)?;
+            }
+            let upk = user_pk(user_id);
+            let sk = device_sk(device_id);
+            let mut device = items.get::<Device>(&upk, &sk)?.unwrap_or_else(|| Device {
+                user_id: user_id.clone(),
+                device_id: device_id.clone(),
+                cursors: Default::default(),
+            });
+            let cursor = device.cursors.entry(cid.to_owned()).or_insert(*seq);
+            *cursor = (*cursor).max(*seq);
+            items.put(&upk, &sk, &device)?;
+        }
+    }
+    Ok(())
+}
+
+fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &str) -> Result<()> {
+    let cid = write.conversation_id.as_str();
+    let pk = conv_pk(cid);
+    let member = match items.get::<Member>(&pk, &member_sk(user_id))? {
+        Some(existing) => Member { role: role.to_owned(), ..existing },
+        None => Member {
+            user_id: user_id.to_owned(),
+            role: role.to_owned(),
+            joined_seq: write.seq,
+            last_read_seq: -1,
+            last_delivered_seq: -1,
+        },
+    };
+    items.put(&pk, &member_sk(user_id), &member)?;
+    let upk = user_pk(user_id);
+    let usk = user_conv_sk(cid);
+    let muted = items.get::<UserConversation>(&upk, &usk)?.is_some_and(|u| u.muted);
+    items.put(
+        &upk,
+        &usk,
+        &UserConversation {
+            user_id: user_id.to_owned(),
+            conversation_id: cid.to_owned(),
+            role: role.to_owned(),
+            muted,
+        },
+    )
+}
+
+fn update_message(
+    items: &mut impl Items,
+    pk: &str,
+    seq: i64,
+    change: impl FnOnce(&mut Message),
+) -> Result<()> {
+    let sk = msg_sk(seq);
+    if let Some(mut message) = items.get::<Message>(pk, &sk)? {
+        change(&mut message);
+        items.put(pk, &sk, &message)?;
+    }
+    Ok(())
+}

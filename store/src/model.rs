@@ -1,0 +1,153 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `CONV#<id>` / `META`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    /// The highest event seq applied to this conversation.
+    pub last_seq: i64,
+    /// The seq of the newest message, if any.
+    pub last_message_seq: Option<i64>,
+    pub last_activity_at: i64,
+}
+
+/// `CONV#<id>` / `MEMBER#<user>`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: String,
+    pub role: String,
+    pub joined_seq: i64,
+    pub last_read_seq: i64,
+    pub last_delivered_seq: i64,
+}
+
+/// `CONV#<id>` / `MSG#<seq>`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub conversation_id: String,
+    pub seq: i64,
+    pub message_id: String,
+    pub sender_id: String,
+    pub client_msg_id: String,
+    /// None once deleted.
+    pub body: Option<String>,
+    pub sent_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+    pub reply_to: Option<i64>,
+    pub mentions: Vec<String>,
+    /// emoji → users, in the order they reacted.
+    pub reactions: BTreeMap<String, Vec<String>>,
+}
+
+/// `USER#<user>` / `CONV#<id>`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserConversation {
+    pub user_id: String,
+    pub conversation_id: String,
+    pub role: String,
+    pub muted: bool,
+}
+
+/// `USER#<user>` / `DEVICE#<device>`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub user_id: String,
+    pub device_id: String,
+    /// conversation_id → the last seq the device acknowledged.
+    pub cursors: BTreeMap<String, i64>,
+}
+
+/// One event's writes to one conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventWrite {
+    pub conversation_id: String,
+    pub seq: i64,
+    /// Server time of the event.
+    pub at: i64,
+    pub mutations: Vec<Mutation>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    /// Creates the conversation (a no-op if it exists) with its members.
+    CreateConversation {
+        kind: String,
+        name: Option<String>,
+        description: Option<String>,
+        created_by: String,
+        members: Vec<(String, String)>,
+    },
+    UpdateConversation {
+        name: Option<String>,
+        description: Option<String>,
+    },
+    PutMember {
+        user_id: String,
+        role: String,
+    },
+    RemoveMember {
+        user_id: String,
+    },
+    /// A new message at the event's seq; ignored when the sender already
+    /// has a message with the same client_msg_id (a retried send).
+    PostMessage {
+        message_id: String,
+        sender_id: String,
+        client_msg_id: String,
+        body: String,
+        reply_to: Option<i64>,
+        mentions: Vec<String>,
+    },
+    EditMessage {
+        seq: i64,
+        body: String,
+    },
+    DeleteMessage {
+        seq: i64,
+    },
+    AddReaction {
+        seq: i64,
+        emoji: String,
+        user_id: String,
+    },
+    RemoveReaction {
+        seq: i64,
+        emoji: String,
+        user_id: String,
+    },
+    MarkRead {
+        user_id: String,
+        seq: i64,
+    },
+    MarkDelivered {
+        user_id: String,
+        device_id: String,
+        seq: i64,
+    },
+}
+
+/// Which messages a history read returns: those with `after < seq < before`,
+/// at most `limit`, the newest ones when only `before` (or nothing) is set,
+/// the oldest ones after `after` otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessagePage {
+    /// In seq order.
+    pub messages: Vec<Message>,
+    /// More messages exist beyond the page in the direction it was read.
+    pub has_more: bool,
+}
