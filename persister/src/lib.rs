@@ -1,1 +1,93 @@
+//! The persister stage: writes every event of `chat.events` into the store,
+//! idempotently by (conversation_id, seq).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemas::{ChatEvent, Codec, Payload};
+use store::{EventWrite, Mutation, Store};
+use streams::{Record, Rejection, Stage, StageError};
+
+pub const GROUP: &str = "persister";
+
+pub struct Persister {
+    store: Arc<dyn Store>,
+    codec: Codec,
+}
+
+impl Persister {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Persister { store, codec: Codec::new() }
+    }
+}
+
+#[async_trait]
+impl Stage for Persister {
+    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut rejected = Vec::new();
+        for (index, record) in batch.iter().enumerate() {
+            let decoded = record
+                .payload
+                .as_deref()
+                .ok_or_else(|| "record has no value".to_owned())
+                .and_then(|bytes| self.codec.decode::<ChatEvent>(bytes).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(event) => writes.push(to_write(record.offset, event)),
+                Err(reason) => rejected.push(Rejection { index, reason }),
+            }
+        }
+        match self.store.apply(writes).await {
+            Ok(_) => Ok(rejected),
+            Err(e) if e.is_transient() => Err(StageError(e.to_string())),
+            // A permanent store error names no single record: retrying is
+            // still the only choice that loses nothing.
+            Err(e) => Err(StageError(format!("permanent: {e}"))),
+        }
+    }
+}
+
+/// The store writes of one event; its seq is its offset.
+pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
+    let actor = event.actor.user_id;
+    let mutation = match event.payload {
+        Payload::ConversationCreated(p) => Mutation::CreateConversation {
+            kind: p.kind,
+            name: p.name,
+            description: p.description,
+            created_by: actor,
+            members: p.members.into_iter().map(|m| (m.user_id, m.role)).collect(),
+        },
+        Payload::ConversationUpdated(p) => Mutation::UpdateConversation {
+            name: p.name,
+            description: p.description,
+        },
+        Payload::MemberAdded(p) => Mutation::PutMember { user_id: p.user_id, role: p.role },
+        Payload::MemberRoleChanged(p) => Mutation::PutMember { user_id: p.user_id, role: p.role },
+        Payload::MemberRemoved(p) => Mutation::RemoveMember { user_id: p.user_id },
+        Payload::MessagePosted(p) => Mutation::PostMessage {
+            message_id: p.message_id,
+            sender_id: actor,
+            client_msg_id: p.client_msg_id,
+            body: p.body,
+            reply_to: p.reply_to,
+            mentions: p.mentions,
+        },
+        Payload::MessageEdited(p) => Mutation::EditMessage { seq: p.seq, body: p.body },
+        Payload::MessageDeleted(p) => Mutation::DeleteMessage { seq: p.seq },
+        Payload::ReactionAdded(p) => Mutation::AddReaction { seq: p.seq, emoji: p.emoji, user_id: actor },
+        Payload::ReactionRemoved(p) => Mutation::RemoveReaction { seq: p.seq, emoji: p.emoji, user_id: actor },
+        Payload::ReadUpTo(p) => Mutation::MarkRead { user_id: actor, seq: p.seq },
+        Payload::DeliveredUpTo(p) => Mutation::MarkDelivered {
+            user_id: actor,
+            device_id: event.actor.device_id,
+            seq: p.seq,
+        },
+    };
+    EventWrite {
+        conversation_id: event.conversation_id,
+        seq,
+        at: event.occurred_at,
+        mutations: vec![mutation],
+    }
+}

@@ -1,1 +1,91 @@
+//! The router stage: resolves each event of `chat.events` to the online
+//! devices that must see it and writes one `Delivery` per gateway node that
+//! holds any of them, on that node's `chat.inbox.<node>`.
 
+mod membership;
+pub mod presence;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use schemas::{ChatEvent, Codec, Delivery};
+use store::Store;
+use streams::{Producer, Record, Rejection, Stage, StageError, topics};
+use tokio::sync::Mutex;
+
+pub use presence::PresenceView;
+
+pub const GROUP: &str = "router";
+
+pub struct RouterStage {
+    store: Arc<dyn Store>,
+    presence: PresenceView,
+    producer: Producer,
+    codec: Codec,
+    membership: Mutex<membership::Membership>,
+}
+
+impl RouterStage {
+    pub fn new(store: Arc<dyn Store>, presence: PresenceView, producer: Producer) -> Self {
+        RouterStage {
+            store,
+            presence,
+            producer,
+            codec: Codec::new(),
+            membership: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Stage for RouterStage {
+    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
+        let mut rejected = Vec::new();
+        let mut deliveries = Vec::new();
+        let mut membership = self.membership.lock().await;
+        let mut targets = Vec::new();
+        for (index, record) in batch.iter().enumerate() {
+            let Some(bytes) = record.payload.as_deref() else {
+                rejected.push(Rejection { index, reason: "record has no value".into() });
+                continue;
+            };
+            let event: ChatEvent = match self.codec.decode(bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    rejected.push(Rejection { index, reason: e.to_string() });
+                    continue;
+                }
+            };
+            let audience = membership.audience(&*self.store, record.offset, &event).await?;
+            targets.clear();
+            for user in &audience {
+                self.presence.devices_of(user, &mut targets);
+            }
+            let mut by_node: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (node, device) in &targets {
+                by_node.entry(node.as_str()).or_default().push(device.clone());
+            }
+            for (node, devices) in by_node {
+                let delivery = Delivery {
+                    conversation_id: event.conversation_id.clone(),
+                    seq: record.offset,
+                    devices,
+                    event: bytes.to_vec(),
+                };
+                let value = self.codec.encode(&delivery).map_err(|e| StageError(e.to_string()))?;
+                deliveries.push((topics::inbox(node), event.conversation_id.clone(), value));
+            }
+        }
+        drop(membership);
+        // Records for one inbox are produced in batch order: the producer
+        // is idempotent and keeps order per partition.
+        let sends = deliveries
+            .iter()
+            .map(|(topic, key, value)| self.producer.send(topic, key.as_bytes(), value, None));
+        try_join_all(sends).await.map_err(|e| StageError(format!("inbox produce: {e}")))?;
+        metrics::counter!("chatflow_router_deliveries_total").increment(deliveries.len() as u64);
+        Ok(rejected)
+    }
+}
