@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use schemas::{Codec, DevicePresence};
+use streams::follow::From;
 use streams::{KafkaConfig, KafkaError, topics};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// user → device → node
 #[derive(Clone, Default)]
@@ -60,50 +59,12 @@ pub fn follow(
     ready: oneshot::Sender<()>,
     shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let consumer: BaseConsumer = config.reader(fetch_wait).create()?;
-    let metadata = consumer.fetch_metadata(Some(topics::PRESENCE), Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut targets = HashMap::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topics::PRESENCE) {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topics::PRESENCE, p.id(), Duration::from_secs(10))?;
-            tpl.add_partition_offset(topics::PRESENCE, p.id(), Offset::Offset(low))?;
-            if high > low {
-                targets.insert(p.id(), high);
-            }
-        }
-    }
-    consumer.assign(&tpl)?;
     let codec = Codec::new();
-    // A blocking consumer on its own thread: the view is tiny to update and
-    // this keeps the poll loop off the async workers.
-    Ok(std::thread::spawn(move || {
-        let mut ready = Some(ready);
-        let mut applied = 0u64;
-        while !shutdown.is_cancelled() {
-            if targets.is_empty() {
-                if let Some(r) = ready.take() {
-                    info!(records = applied, "presence view caught up");
-                    let _ = r.send(());
-                }
-            }
-            let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
-            let m = match result {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(error = %e, "presence poll failed");
-                    continue;
-                }
-            };
-            match m.payload().map(|p| codec.decode::<DevicePresence>(p)) {
-                Some(Ok(p)) => view.apply(&p),
-                Some(Err(e)) => warn!(offset = m.offset(), error = %e, "undecodable presence record skipped"),
-                None => {}
-            }
-            applied += 1;
-            if targets.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
-                targets.remove(&m.partition());
-            }
+    streams::follow::follow(config, topics::PRESENCE, From::Beginning, fetch_wait, ready, shutdown, move |m| {
+        match m.payload().map(|p| codec.decode::<DevicePresence>(p)) {
+            Some(Ok(p)) => view.apply(&p),
+            Some(Err(e)) => warn!(offset = m.offset(), error = %e, "undecodable presence record skipped"),
+            None => {}
         }
-    }))
+    })
 }

@@ -5,6 +5,7 @@
 mod config;
 mod consumer;
 mod error;
+pub mod follow;
 pub mod ops;
 mod producer;
 pub mod topics;

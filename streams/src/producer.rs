@@ -40,6 +40,31 @@ impl Producer {
         }
     }
 
+    /// Enqueues a record now, so that records enqueued one after another
+    /// keep that order, and returns the acknowledgement to await. A full
+    /// local queue is a transient error.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + Send + 'static, KafkaError> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let family = topic_family(topic);
+        let started = Instant::now();
+        let future = self.inner.send_result(record).map_err(|(e, _)| KafkaError::from(e))?;
+        Ok(async move {
+            let result = future.await;
+            metrics::histogram!("chatflow_produce_seconds", "topic" => family)
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+                Ok(Err((e, _))) => Err(e.into()),
+                Err(_) => Err(KafkaError::Transient("producer closed".into())),
+            }
+        })
+    }
+
     /// Waits for every queued record to be acknowledged (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         Ok(self.inner.flush(timeout)?)

@@ -1,0 +1,339 @@
+//! The gateway's operations, shared by REST and WebSocket: every change is
+//! an event produced to `chat.events`, answered only once the broker has
+//! acknowledged it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use schemas::{Actor, ChatEvent, Codec, ConversationCreated, DevicePresence, MemberSpec, MessagePosted, Payload, Typing};
+use serde::Serialize;
+use store::{Member, Store};
+use streams::{Producer, topics};
+
+use crate::auth::{Auth, now_millis};
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::rate::RateLimiter;
+use crate::validate;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_body_bytes: usize,
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    pub idle_timeout: Duration,
+    /// How long a read waits for the store to show this node's own writes.
+    pub read_your_writes_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 16 * 1024,
+            rate_per_sec: 20.0,
+            rate_burst: 50.0,
+            idle_timeout: Duration::from_secs(60),
+            read_your_writes_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub node_id: String,
+    pub limits: Limits,
+    /// `POST /v1/dev/token` is served (embedded mode on loopback only).
+    pub dev_auth: bool,
+}
+
+/// The answer to a send, the same for every retry of one client_msg_id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ack {
+    pub client_msg_id: String,
+    pub seq: i64,
+    pub message_id: String,
+    pub conversation_id: String,
+    pub sent_at: String,
+}
+
+pub struct NewMessage {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub body: String,
+    pub reply_to: Option<i64>,
+    pub mentions: Vec<String>,
+}
+
+type SendKey = (String, String, String);
+
+/// Recent sends by (conversation, sender, client_msg_id). A slot's lock
+/// makes concurrent retries wait for the first one's answer.
+#[derive(Default)]
+struct RecentSends {
+    slots: HashMap<SendKey, Arc<tokio::sync::Mutex<Option<Ack>>>>,
+    order: VecDeque<SendKey>,
+}
+
+const RECENT_SENDS: usize = 100_000;
+
+/// The highest seq this node produced per conversation, for any event and
+/// for membership changes: reads wait until the store has applied them.
+#[derive(Default)]
+struct Written {
+    any: HashMap<String, i64>,
+    membership: HashMap<String, i64>,
+}
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub auth: Auth,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub codec: Codec,
+    producer: Producer,
+    rate: RateLimiter,
+    recent: Mutex<RecentSends>,
+    written: Mutex<Written>,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, auth: Auth, store: Arc<dyn Store>, producer: Producer) -> Self {
+        let rate = RateLimiter::new(config.limits.rate_per_sec, config.limits.rate_burst);
+        Gateway {
+            config,
+            auth,
+            store,
+            hub: Hub::default(),
+            codec: Codec::new(),
+            producer,
+            rate,
+            recent: Mutex::default(),
+            written: Mutex::default(),
+        }
+    }
+
+    pub fn check_rate(&self, user_id: &str) -> Result<(), ApiError> {
+        self.rate.check(user_id).map_err(ApiError::rate_limited)
+    }
+
+    /// Produces one event and returns its seq once the broker acknowledged it.
+    pub async fn publish(&self, conversation_id: &str, actor: Actor, payload: Payload) -> Result<(i64, ChatEvent), ApiError> {
+        let membership = matches!(
+            payload,
+            Payload::ConversationCreated(_) | Payload::MemberAdded(_) | Payload::MemberRemoved(_) | Payload::MemberRoleChanged(_)
+        );
+        let event = ChatEvent {
+            event_id: ulid::Ulid::new().to_string(),
+            conversation_id: conversation_id.to_owned(),
+            occurred_at: now_millis(),
+            actor,
+            payload,
+        };
+        let bytes = self.codec.encode(&event).map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        let ack = self.producer.enqueue(topics::EVENTS, conversation_id.as_bytes(), &bytes)?;
+        let (_, seq) = ack.await?;
+        if let Ok(mut w) = self.written.lock() {
+            let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
+            *any = (*any).max(seq);
+            if membership {
+                let m = w.membership.entry(conversation_id.to_owned()).or_insert(seq);
+                *m = (*m).max(seq);
+            }
+        }
+        Ok((seq, event))
+    }
+
+    pub async fn publish_presence(&self, user_id: &str, device_id: &str, online: bool) -> Result<(), ApiError> {
+        let record = DevicePresence {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            node: self.config.node_id.clone(),
+            online,
+            at: now_millis(),
+        };
+        let bytes = self.codec.encode(&record).map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        let key = format!("{user_id}/{device_id}");
+        self.producer.send(topics::PRESENCE, key.as_bytes(), &bytes, None).await?;
+        Ok(())
+    }
+
+    pub async fn publish_typing(&self, conversation_id: &str, user_id: &str, device_id: &str) -> Result<(), ApiError> {
+        let record = Typing {
+            conversation_id: conversation_id.to_owned(),
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            at: now_millis(),
+        };
+        let bytes = self.codec.encode(&record).map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        self.producer.send(topics::SIGNALS, conversation_id.as_bytes(), &bytes, None).await?;
+        Ok(())
+    }
+
+    /// Waits until the store has applied this node's writes to the
+    /// conversation (all of them, or only membership changes).
+    pub async fn read_your_writes(&self, conversation_id: &str, membership_only: bool) -> Result<(), ApiError> {
+        let target = self.written.lock().ok().and_then(|w| {
+            let map = if membership_only { &w.membership } else { &w.any };
+            map.get(conversation_id).copied()
+        });
+        let Some(target) = target else { return Ok(()) };
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let applied = self.store.conversation(conversation_id).await?.map_or(-1, |c| c.last_seq);
+            if applied >= target {
+                return Ok(());
+            }
+            if started.elapsed() > self.config.limits.read_your_writes_timeout {
+                return Err(ApiError::unavailable("the message store", format!("{conversation_id} not caught up to {target}")));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The caller's membership, or 403 (exists, not a member) / 404.
+    pub async fn require_member(&self, conversation_id: &str, user_id: &str) -> Result<Member, ApiError> {
+        validate::named_id("conversation_id", conversation_id)?;
+        self.read_your_writes(conversation_id, true).await?;
+        if let Some(m) = self.store.member(conversation_id, user_id).await? {
+            return Ok(m);
+        }
+        if self.store.conversation(conversation_id).await?.is_some() {
+            Err(ApiError::forbidden("you are not a member of this conversation"))
+        } else {
+            Err(ApiError::not_found("no such conversation"))
+        }
+    }
+
+    pub async fn send_message(&self, user_id: &str, device_id: &str, m: NewMessage) -> Result<Ack, ApiError> {
+        validate::named_id("client_msg_id", &m.client_msg_id)?;
+        validate::body(&m.body, self.config.limits.max_body_bytes)?;
+        if m.mentions.len() > 100 {
+            return Err(ApiError::invalid("invalid_mentions", "at most 100 mentions"));
+        }
+        for u in &m.mentions {
+            validate::named_id("mentions", u)?;
+        }
+        self.require_member(&m.conversation_id, user_id).await?;
+        self.check_rate(user_id)?;
+        let key = (m.conversation_id.clone(), user_id.to_owned(), m.client_msg_id.clone());
+        let slot = self.slot(&key);
+        let mut answer = slot.lock().await;
+        if let Some(ack) = answer.as_ref() {
+            return Ok(ack.clone());
+        }
+        if let Some(stored) = self.store.message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id).await? {
+            let ack = Ack {
+                client_msg_id: m.client_msg_id,
+                seq: stored.seq,
+                message_id: stored.message_id,
+                conversation_id: stored.conversation_id,
+                sent_at: crate::frames::rfc3339(stored.sent_at),
+            };
+            *answer = Some(ack.clone());
+            return Ok(ack);
+        }
+        let message_id = ulid::Ulid::new().to_string();
+        let actor = Actor { user_id: user_id.to_owned(), device_id: device_id.to_owned() };
+        let payload = Payload::MessagePosted(MessagePosted {
+            message_id: message_id.clone(),
+            client_msg_id: m.client_msg_id.clone(),
+            body: m.body,
+            reply_to: m.reply_to,
+            mentions: m.mentions,
+        });
+        let (seq, event) = self.publish(&m.conversation_id, actor, payload).await?;
+        let ack = Ack {
+            client_msg_id: m.client_msg_id,
+            seq,
+            message_id,
+            conversation_id: m.conversation_id,
+            sent_at: crate::frames::rfc3339(event.occurred_at),
+        };
+        *answer = Some(ack.clone());
+        Ok(ack)
+    }
+
+    fn slot(&self, key: &SendKey) -> Arc<tokio::sync::Mutex<Option<Ack>>> {
+        let Ok(mut recent) = self.recent.lock() else {
+            return Arc::default();
+        };
+        if let Some(slot) = recent.slots.get(key) {
+            return slot.clone();
+        }
+        if recent.order.len() >= RECENT_SENDS {
+            if let Some(old) = recent.order.pop_front() {
+                recent.slots.remove(&old);
+            }
+        }
+        let slot: Arc<tokio::sync::Mutex<Option<Ack>>> = Arc::default();
+        recent.slots.insert(key.clone(), slot.clone());
+        recent.order.push_back(key.clone());
+        slot
+    }
+
+    /// Creates a conversation; a direct one has a stable id per pair, so
+    /// creating it again returns the existing one.
+    pub async fn create_conversation(
+        &self,
+        creator: &str,
+        device_id: &str,
+        kind: &str,
+        name: Option<String>,
+        members: Vec<String>,
+    ) -> Result<(String, bool, Vec<MemberSpec>, i64), ApiError> {
+        for m in &members {
+            validate::named_id("members", m)?;
+        }
+        if let Some(n) = &name {
+            if n.len() > 200 {
+                return Err(ApiError::invalid("invalid_name", "name is over 200 bytes"));
+            }
+        }
+        let mut others: Vec<String> = members.into_iter().filter(|m| m != creator).collect();
+        others.sort();
+        others.dedup();
+        let (conversation_id, specs) = match kind {
+            "direct" => {
+                let [other] = others.as_slice() else {
+                    return Err(ApiError::invalid("invalid_members", "a direct conversation has exactly one other member"));
+                };
+                let (a, b) = if creator < other.as_str() { (creator, other.as_str()) } else { (other.as_str(), creator) };
+                let id = format!("dm{}:{a}:{b}", a.len());
+                let specs = vec![
+                    MemberSpec { user_id: creator.to_owned(), role: "member".into() },
+                    MemberSpec { user_id: other.clone(), role: "member".into() },
+                ];
+                (id, specs)
+            }
+            "group" => {
+                if others.len() > 10_000 {
+                    return Err(ApiError::invalid("invalid_members", "at most 10000 members"));
+                }
+                let mut specs = vec![MemberSpec { user_id: creator.to_owned(), role: "owner".into() }];
+                specs.extend(others.into_iter().map(|u| MemberSpec { user_id: u, role: "member".into() }));
+                (format!("g:{}", ulid::Ulid::new()), specs)
+            }
+            _ => return Err(ApiError::invalid("invalid_kind", "kind is \"direct\" or \"group\"")),
+        };
+        if kind == "direct" {
+            self.read_your_writes(&conversation_id, true).await?;
+            if let Some(existing) = self.store.conversation(&conversation_id).await? {
+                return Ok((conversation_id, false, specs, existing.last_seq));
+            }
+        }
+        let payload = Payload::ConversationCreated(ConversationCreated {
+            kind: kind.to_owned(),
+            name,
+            description: None,
+            members: specs.clone(),
+        });
+        let actor = Actor { user_id: creator.to_owned(), device_id: device_id.to_owned() };
+        let (seq, _) = self.publish(&conversation_id, actor, payload).await?;
+        Ok((conversation_id, true, specs, seq))
+    }
+}

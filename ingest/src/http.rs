@@ -1,0 +1,263 @@
+//! REST handlers (PROTOCOL.md, REST).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use store::Page;
+
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::frames;
+use crate::gateway::{Gateway, NewMessage};
+use crate::validate;
+
+pub type AppState = Arc<Gateway>;
+
+/// The authenticated caller.
+pub struct User(pub Claims);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &AppState) -> Result<Self, Self::Rejection> {
+        gw.auth.from_request(&parts.headers, None).map(User)
+    }
+}
+
+/// `Json` whose rejections use the protocol's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large("request body is too large"))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::invalid("invalid_content_type", "send Content-Type: application/json"))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::invalid("invalid_json", e.body_text())),
+            Err(e) => Err(ApiError::invalid("invalid_body", e.body_text())),
+        }
+    }
+}
+
+/// `Path` and `Query` with the protocol's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e: PathRejection| ApiError::invalid("invalid_path", e.body_text()))
+    }
+}
+
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| ApiError::invalid("invalid_query", e.body_text()))
+    }
+}
+
+/// The device a REST call acts from: `X-Device-Id`, or `api`.
+fn rest_device(parts: &axum::http::HeaderMap) -> String {
+    parts
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| validate::id(d).is_ok())
+        .unwrap_or("api")
+        .to_owned()
+}
+
+#[derive(Deserialize)]
+pub struct DevTokenRequest {
+    user_id: String,
+    name: Option<String>,
+}
+
+pub async fn dev_token(State(gw): State<AppState>, ApiJson(req): ApiJson<DevTokenRequest>) -> Result<Json<Value>, ApiError> {
+    if !gw.config.dev_auth {
+        return Err(ApiError::not_found("dev login is off"));
+    }
+    validate::named_id("user_id", &req.user_id)?;
+    let token = gw
+        .auth
+        .issue(&req.user_id, req.name.as_deref(), 7 * 24 * 3600)
+        .map_err(|e| ApiError::unavailable("token issuing", e))?;
+    Ok(Json(json!({"token": token})))
+}
+
+#[derive(Deserialize)]
+pub struct CreateConversation {
+    kind: String,
+    name: Option<String>,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+pub async fn create_conversation(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: axum::http::HeaderMap,
+    ApiJson(req): ApiJson<CreateConversation>,
+) -> Result<Response, ApiError> {
+    gw.check_rate(&user.sub)?;
+    let device = rest_device(&headers);
+    let (cid, created, members, seq) =
+        gw.create_conversation(&user.sub, &device, &req.kind, req.name.clone(), req.members).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = json!({
+        "conversation_id": cid,
+        "kind": req.kind,
+        "name": req.name,
+        "role": members.iter().find(|m| m.user_id == user.sub).map(|m| m.role.as_str()),
+        "members": members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role, "last_read_seq": -1})).collect::<Vec<_>>(),
+        "last_seq": seq,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+pub async fn get_conversation(
+    State(gw): State<AppState>,
+    User(user): User,
+    ApiPath(cid): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let me = gw.require_member(&cid, &user.sub).await?;
+    let c = gw.store.conversation(&cid).await?.ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let members = gw.store.members(&cid).await?;
+    Ok(Json(json!({
+        "conversation_id": c.conversation_id,
+        "kind": c.kind,
+        "name": c.name,
+        "description": c.description,
+        "created_by": c.created_by,
+        "created_at": frames::rfc3339(c.created_at),
+        "role": me.role,
+        "last_seq": c.last_seq,
+        "members": members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role, "last_read_seq": m.last_read_seq})).collect::<Vec<_>>(),
+    })))
+}
+
+/// Unread messages are counted up to this many; clients show "999+".
+const UNREAD_CAP: usize = 999;
+
+pub async fn list_conversations(State(gw): State<AppState>, User(user): User) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for uc in gw.store.user_conversations(&user.sub).await? {
+        let Some(c) = gw.store.conversation(&uc.conversation_id).await? else { continue };
+        let last_read = gw.store.member(&c.conversation_id, &user.sub).await?.map_or(-1, |m| m.last_read_seq);
+        let unread = gw
+            .store
+            .messages(&c.conversation_id, Page { after: Some(last_read), before: None, limit: UNREAD_CAP })
+            .await?
+            .messages
+            .iter()
+            .filter(|m| m.sender_id != user.sub && !m.deleted)
+            .count();
+        let last_message = match c.last_message_seq {
+            Some(seq) => gw.store.message(&c.conversation_id, seq).await?.map(|m| frames::message(&m)),
+            None => None,
+        };
+        out.push((c.last_activity_at, json!({
+            "conversation_id": c.conversation_id,
+            "kind": c.kind,
+            "name": c.name,
+            "role": uc.role,
+            "last_seq": c.last_seq,
+            "unread_count": unread,
+            "last_message": last_message,
+            "muted": uc.muted,
+            "last_activity_at": frames::rfc3339(c.last_activity_at),
+        })));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(Json(json!({"conversations": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+pub struct PostMessage {
+    client_msg_id: String,
+    body: String,
+    reply_to: Option<i64>,
+    #[serde(default)]
+    mentions: Vec<String>,
+}
+
+pub async fn post_message(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: axum::http::HeaderMap,
+    ApiPath(cid): ApiPath<String>,
+    ApiJson(req): ApiJson<PostMessage>,
+) -> Result<Response, ApiError> {
+    let device = rest_device(&headers);
+    let new = NewMessage {
+        conversation_id: cid,
+        client_msg_id: req.client_msg_id,
+        body: req.body,
+        reply_to: req.reply_to,
+        mentions: req.mentions,
+    };
+    let ack = gw.send_message(&user.sub, &device, new).await?;
+    Ok((StatusCode::CREATED, Json(ack)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub async fn history(
+    State(gw): State<AppState>,
+    User(user): User,
+    ApiPath(cid): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 200 {
+        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 200"));
+    }
+    gw.require_member(&cid, &user.sub).await?;
+    gw.read_your_writes(&cid, false).await?;
+    let page = gw.store.messages(&cid, Page { before: q.before, after: q.after, limit }).await?;
+    Ok(Json(json!({
+        "messages": page.messages.iter().map(frames::message).collect::<Vec<_>>(),
+        "has_more": page.has_more,
+    })))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Value>, ApiError> {
+    gw.store.conversation("readyz-probe").await?;
+    Ok(Json(json!({"status": "ready", "node": gw.config.node_id, "sockets": gw.hub.len()})))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}

@@ -1,0 +1,49 @@
+//! This node's `chat.inbox.<node>`: deliveries the router addressed to
+//! devices connected here, pushed to their sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use schemas::{ChatEvent, Delivery};
+use streams::follow::{From, follow};
+use streams::{KafkaConfig, KafkaError, topics};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::frames;
+use crate::gateway::Gateway;
+
+/// Reads the inbox from its end (a restarted node has no sockets that
+/// could want older deliveries: clients resume from the store).
+pub fn start(
+    gw: Arc<Gateway>,
+    config: &KafkaConfig,
+    fetch_wait: Duration,
+    shutdown: CancellationToken,
+) -> Result<(std::thread::JoinHandle<()>, oneshot::Receiver<()>), KafkaError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let topic = topics::inbox(&gw.config.node_id);
+    let handle = follow(config, &topic, From::End, fetch_wait, ready_tx, shutdown, move |m| {
+        let Some(bytes) = m.payload() else { return };
+        match decode(&gw, bytes) {
+            Ok((delivery, frame)) => {
+                for device in &delivery.devices {
+                    if let Some(socket) = gw.hub.get(device) {
+                        socket.push_event(&delivery.conversation_id, delivery.seq, &frame);
+                    }
+                }
+            }
+            Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
+        }
+    })?;
+    Ok((handle, ready_rx))
+}
+
+fn decode(gw: &Gateway, bytes: &[u8]) -> Result<(Delivery, Arc<str>), schemas::CodecError> {
+    let delivery: Delivery = gw.codec.decode(bytes)?;
+    let event: ChatEvent = gw.codec.decode(&delivery.event)?;
+    let frame: Arc<str> = frames::event(&event, delivery.seq).into();
+    Ok((delivery, frame))
+}

@@ -1,0 +1,50 @@
+//! A token bucket per user: `rate` sends a second, bursts up to `burst`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter { rate, burst, buckets: Mutex::default() }
+    }
+
+    /// Takes a token, or says in how many seconds one is back.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let now = Instant::now();
+        if buckets.len() > 100_000 {
+            // Forget users whose bucket has refilled: they are at burst anyway.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_burst_then_limits() {
+        let r = RateLimiter::new(1.0, 3.0);
+        assert!(r.check("a").is_ok() && r.check("a").is_ok() && r.check("a").is_ok());
+        assert_eq!(r.check("a"), Err(1));
+        assert!(r.check("b").is_ok(), "buckets are per user");
+    }
+}
