@@ -1,1 +1,49 @@
-fn main() {}
+//! chatflow: the all-in-one binary. `chatflow` (or `chatflow serve`) runs
+//! every stage in one process, with the embedded broker and store by
+//! default; the other subcommands are operators' tools.
+
+mod config;
+mod serve;
+mod tools;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chatflow", version, about = "Event-sourced real-time chat backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: config::ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker, registry, every stage and the HTTP/WebSocket API (default).
+    Serve(config::ServeArgs),
+    /// Print a token for a user (HS256 with the configured or dev secret).
+    Token(tools::TokenArgs),
+    /// Print a topic's records as JSON lines: partition, offset, key, decoded value.
+    Tail(tools::TailArgs),
+    /// List topics with partitions, end offsets and each consumer group's lag.
+    Topics(tools::TopicsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn,tansu=warn,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        None => runtime.block_on(serve::run(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
+        Some(Command::Token(args)) => tools::token(args),
+        Some(Command::Tail(args)) => runtime.block_on(tools::tail(args)),
+        Some(Command::Topics(args)) => tools::topics(args),
+    }
+}

@@ -87,8 +87,13 @@ struct Written {
     membership: HashMap<String, i64>,
 }
 
+/// Told of this node's presence changes as they happen (a router in the
+/// same process uses it to know a new device before its first event).
+pub type PresenceHook = Arc<dyn Fn(&DevicePresence) + Send + Sync>;
+
 pub struct Gateway {
     pub config: GatewayConfig,
+    presence_hook: Option<PresenceHook>,
     pub auth: Auth,
     pub store: Arc<dyn Store>,
     pub hub: Hub,
@@ -104,6 +109,7 @@ impl Gateway {
         let rate = RateLimiter::new(config.limits.rate_per_sec, config.limits.rate_burst);
         Gateway {
             config,
+            presence_hook: None,
             auth,
             store,
             hub: Hub::default(),
@@ -113,6 +119,11 @@ impl Gateway {
             recent: Mutex::default(),
             written: Mutex::default(),
         }
+    }
+
+    pub fn with_presence_hook(mut self, hook: PresenceHook) -> Self {
+        self.presence_hook = Some(hook);
+        self
     }
 
     pub fn check_rate(&self, user_id: &str) -> Result<(), ApiError> {
@@ -154,6 +165,9 @@ impl Gateway {
             online,
             at: now_millis(),
         };
+        if let Some(hook) = &self.presence_hook {
+            hook(&record);
+        }
         let bytes = self.codec.encode(&record).map_err(|e| ApiError::unavailable("the event encoder", e))?;
         let key = format!("{user_id}/{device_id}");
         self.producer.send(topics::PRESENCE, key.as_bytes(), &bytes, None).await?;

@@ -27,23 +27,27 @@ pub fn start(
     let topic = topics::inbox(&gw.config.node_id);
     let handle = follow(config, &topic, From::End, fetch_wait, ready_tx, shutdown, move |m| {
         let Some(bytes) = m.payload() else { return };
-        match decode(&gw, bytes) {
-            Ok((delivery, frame)) => {
-                for device in &delivery.devices {
-                    if let Some(socket) = gw.hub.get(device) {
-                        socket.push_event(&delivery.conversation_id, delivery.seq, &frame);
-                    }
-                }
-            }
+        match gw.codec.decode::<Delivery>(bytes) {
+            Ok(delivery) => deliver(&gw, &delivery),
             Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
         }
     })?;
     Ok((handle, ready_rx))
 }
 
-fn decode(gw: &Gateway, bytes: &[u8]) -> Result<(Delivery, Arc<str>), schemas::CodecError> {
-    let delivery: Delivery = gw.codec.decode(bytes)?;
-    let event: ChatEvent = gw.codec.decode(&delivery.event)?;
+/// Pushes one delivery to the sockets it names that are connected here.
+pub fn deliver(gw: &Gateway, delivery: &Delivery) {
+    let event: ChatEvent = match gw.codec.decode(&delivery.event) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(conversation_id = %delivery.conversation_id, seq = delivery.seq, error = %e, "undecodable event in delivery");
+            return;
+        }
+    };
     let frame: Arc<str> = frames::event(&event, delivery.seq).into();
-    Ok((delivery, frame))
+    for device in &delivery.devices {
+        if let Some(socket) = gw.hub.get(device) {
+            socket.push_event(&delivery.conversation_id, delivery.seq, &frame);
+        }
+    }
 }

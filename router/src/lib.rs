@@ -19,7 +19,14 @@ pub use presence::PresenceView;
 
 pub const GROUP: &str = "router";
 
+/// Deliveries for the gateway node running in this same process: handed
+/// over directly, without the hop through its inbox topic.
+pub trait LocalInbox: Send + Sync + 'static {
+    fn deliver(&self, delivery: &Delivery);
+}
+
 pub struct RouterStage {
+    local: Option<(String, Arc<dyn LocalInbox>)>,
     store: Arc<dyn Store>,
     presence: PresenceView,
     producer: Producer,
@@ -30,12 +37,21 @@ pub struct RouterStage {
 impl RouterStage {
     pub fn new(store: Arc<dyn Store>, presence: PresenceView, producer: Producer) -> Self {
         RouterStage {
+            local: None,
             store,
             presence,
             producer,
             codec: Codec::new(),
             membership: Mutex::default(),
         }
+    }
+}
+
+impl RouterStage {
+    /// Deliveries for `node` go to `inbox` in-process instead of Kafka.
+    pub fn with_local_inbox(mut self, node: &str, inbox: Arc<dyn LocalInbox>) -> Self {
+        self.local = Some((node.to_owned(), inbox));
+        self
     }
 }
 
@@ -46,6 +62,7 @@ impl Stage for RouterStage {
         let mut deliveries = Vec::new();
         let mut membership = self.membership.lock().await;
         let mut targets = Vec::new();
+        let mut local_count = 0u64;
         for (index, record) in batch.iter().enumerate() {
             let Some(bytes) = record.payload.as_deref() else {
                 rejected.push(Rejection { index, reason: "record has no value".into() });
@@ -74,8 +91,16 @@ impl Stage for RouterStage {
                     devices,
                     event: bytes.to_vec(),
                 };
-                let value = self.codec.encode(&delivery).map_err(|e| StageError(e.to_string()))?;
-                deliveries.push((topics::inbox(node), event.conversation_id.clone(), value));
+                match &self.local {
+                    Some((local, inbox)) if local == node => {
+                        inbox.deliver(&delivery);
+                        local_count += 1;
+                    }
+                    _ => {
+                        let value = self.codec.encode(&delivery).map_err(|e| StageError(e.to_string()))?;
+                        deliveries.push((topics::inbox(node), event.conversation_id.clone(), value));
+                    }
+                }
             }
         }
         drop(membership);
@@ -85,7 +110,7 @@ impl Stage for RouterStage {
             .iter()
             .map(|(topic, key, value)| self.producer.send(topic, key.as_bytes(), value, None));
         try_join_all(sends).await.map_err(|e| StageError(format!("inbox produce: {e}")))?;
-        metrics::counter!("chatflow_router_deliveries_total").increment(deliveries.len() as u64);
+        metrics::counter!("chatflow_router_deliveries_total").increment(deliveries.len() as u64 + local_count);
         Ok(rejected)
     }
 }

@@ -109,16 +109,12 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
-/// Every topic with its partitions, offsets and consumer groups' lag.
-pub fn topics(config: &KafkaConfig) -> Result<Vec<TopicInfo>, KafkaError> {
+/// Every topic with its partitions, offsets and the lag of `groups`.
+/// (Groups are named rather than listed: the embedded broker drops the
+/// connection on ListGroups.)
+pub fn topics(config: &KafkaConfig, groups: &[String]) -> Result<Vec<TopicInfo>, KafkaError> {
     let consumer: BaseConsumer = config.reader(Duration::from_millis(100)).create()?;
     let metadata = consumer.fetch_metadata(None, TIMEOUT)?;
-    let groups: Vec<String> = consumer
-        .fetch_group_list(None, TIMEOUT)?
-        .groups()
-        .iter()
-        .map(|g| g.name().to_owned())
-        .collect();
     let mut out = Vec::new();
     let mut names: Vec<_> = metadata.topics().iter().collect();
     names.sort_by_key(|t| t.name());
@@ -142,7 +138,7 @@ pub fn topics(config: &KafkaConfig) -> Result<Vec<TopicInfo>, KafkaError> {
     for group in groups {
         let member: BaseConsumer = config
             .reader(Duration::from_millis(100))
-            .set("group.id", &group)
+            .set("group.id", group)
             .create()?;
         let mut tpl = TopicPartitionList::new();
         for t in &out {

@@ -1,0 +1,231 @@
+//! Starts the real `chatflow` binary on free ports with a temp data dir.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub struct Chatflow {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub kafka: SocketAddr,
+    pub registry: SocketAddr,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Chatflow {
+    pub async fn start(data_dir: &Path) -> Chatflow {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Chatflow {
+        let mut cf = Chatflow {
+            child: None,
+            http: free_port(),
+            kafka: free_port(),
+            registry: free_port(),
+            data_dir: data_dir.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        cf.spawn().await;
+        cf
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_chatflow"))
+            .arg("serve")
+            .args(["--data-dir", self.data_dir.to_str().unwrap()])
+            .args(["--http", &self.http.to_string()])
+            .args(["--kafka-listen", &self.kafka.to_string()])
+            .args(["--registry", &self.registry.to_string()])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("chatflow exited early: {status}; see {}", self.data_dir.with_extension("log").display());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "chatflow did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "chatflow did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop().await;
+            assert!(status.success(), "graceful stop exits 0, got {status}");
+        }
+        self.spawn().await;
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        let r: Value = reqwest::Client::new()
+            .post(self.url("/v1/dev/token"))
+            .json(&json!({"user_id": user}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `chatflow <args>` against this instance's broker.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatflow"))
+            .args(args)
+            .args(["--kafka-listen", &self.kafka.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chatflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Chatflow {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(cf: &Chatflow, token: &str) -> Api {
+        Api { base: cf.url(""), token: token.to_owned(), client: reqwest::Client::new() }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_group(&self, members: &[&str]) -> String {
+        let (status, body) = self.post("/v1/conversations", json!({"kind": "group", "name": "test", "members": members})).await;
+        assert_eq!(status, 201, "{body}");
+        body["conversation_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn history(&self, cid: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v1/conversations/{cid}/messages?limit=200")).await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Ws {
+    pub stream: WsStream,
+}
+
+impl Ws {
+    pub async fn connect(cf: &Chatflow, token: &str, device: &str) -> Ws {
+        let url = format!("ws://{}/v1/ws?device_id={device}&token={token}", cf.http);
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Ws { stream }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.stream.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// The next text frame as JSON (10 s at most).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("socket open")
+                .expect("frame");
+            if let Message::Text(t) = m {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    /// Frames until one of `type`, returned with the ones before it.
+    pub async fn until(&mut self, kind: &str) -> (Value, Vec<Value>) {
+        let mut before = Vec::new();
+        loop {
+            let f = self.next().await;
+            if f["type"] == kind {
+                return (f, before);
+            }
+            before.push(f);
+        }
+    }
+
+    /// Whether the server closed the socket, and with which code.
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()? {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
