@@ -36,7 +36,9 @@ impl EmbeddedBroker {
     /// tansu resolves `sqlite://` URLs against the working directory only.
     pub async fn start(addr: SocketAddr, db_file: &Path) -> Result<Self, BrokerError> {
         if db_file.is_absolute() {
-            return Err(BrokerError::OutsideWorkingDir(db_file.display().to_string()));
+            return Err(BrokerError::OutsideWorkingDir(
+                db_file.display().to_string(),
+            ));
         }
         if let Some(parent) = db_file.parent() {
             std::fs::create_dir_all(parent)?;
@@ -87,5 +89,7 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    Err(BrokerError::Io(last.unwrap_or_else(|| std::io::Error::other("broker did not listen"))))
+    Err(BrokerError::Io(last.unwrap_or_else(|| {
+        std::io::Error::other("broker did not listen")
+    })))
 }

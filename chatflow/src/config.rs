@@ -20,7 +20,11 @@ pub struct KafkaArgs {
 
 impl KafkaArgs {
     pub fn brokers(&self) -> String {
-        if self.kafka == "embedded" { self.kafka_listen.to_string() } else { self.kafka.clone() }
+        if self.kafka == "embedded" {
+            self.kafka_listen.to_string()
+        } else {
+            self.kafka.clone()
+        }
     }
 }
 
@@ -107,7 +111,9 @@ impl ServeArgs {
     }
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.dev_auth && !self.http.ip().is_loopback() {
-            bail!("--dev-auth is only allowed when --http is a loopback address (it hands out tokens to anyone)");
+            bail!(
+                "--dev-auth is only allowed when --http is a loopback address (it hands out tokens to anyone)"
+            );
         }
         if self.events_partitions < 1 {
             bail!("--events-partitions must be at least 1");
@@ -131,7 +137,8 @@ pub fn secret(auth: &AuthArgs, data_dir: &Path, create: bool) -> anyhow::Result<
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             std::fs::create_dir_all(data_dir)?;
             let secret = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
-            std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &secret)
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(secret.into_bytes())
         }
         Err(e) => Err(e).with_context(|| format!("reading {} (pass --jwt-secret)", path.display())),

@@ -21,7 +21,9 @@ use crate::config::{self, ServeArgs};
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate()?;
     let metrics = PrometheusBuilder::new()
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])?
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])?
         .install_recorder()
         .context("installing the metrics recorder")?;
 
@@ -38,9 +40,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let broker = if args.kafka.kafka == "embedded" {
-        let b = broker::EmbeddedBroker::start(args.kafka.kafka_listen, std::path::Path::new("log/chatflow.db"))
-            .await
-            .context("starting the embedded broker")?;
+        let b = broker::EmbeddedBroker::start(
+            args.kafka.kafka_listen,
+            std::path::Path::new("log/chatflow.db"),
+        )
+        .await
+        .context("starting the embedded broker")?;
         Some(b)
     } else {
         None
@@ -79,7 +84,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let presence = router::PresenceView::default();
     let mut gateway = Gateway::new(
-        GatewayConfig { node_id: args.node_id.clone(), limits, dev_auth: args.dev_auth },
+        GatewayConfig {
+            node_id: args.node_id.clone(),
+            limits,
+            dev_auth: args.dev_auth,
+        },
         auth,
         store.clone(),
         producer.clone(),
@@ -102,8 +111,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?];
     let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
     if !args.local_delivery {
-        let (inbox_thread, inbox_ready) =
-            ingest::inbox::start(gateway.clone(), &kafka, args.live_fetch_wait(), shutdown.child_token())?;
+        let (inbox_thread, inbox_ready) = ingest::inbox::start(
+            gateway.clone(),
+            &kafka,
+            args.live_fetch_wait(),
+            shutdown.child_token(),
+        )?;
         let _ = tokio::time::timeout(Duration::from_secs(30), inbox_ready).await;
         threads.push(inbox_thread);
     }
@@ -117,7 +130,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             fetch_wait: args.store_fetch_wait(),
         };
         let (kafka, token) = (kafka.clone(), shutdown.child_token());
-        tasks.spawn(async move { run_stage(&kafka, spec, stage, token).await.map_err(anyhow::Error::from) });
+        tasks.spawn(async move {
+            run_stage(&kafka, spec, stage, token)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     {
         let mut stage = router::RouterStage::new(store.clone(), presence, producer.clone());
@@ -132,7 +149,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             fetch_wait: args.live_fetch_wait(),
         };
         let (kafka, token) = (kafka.clone(), shutdown.child_token());
-        tasks.spawn(async move { run_stage(&kafka, spec, stage, token).await.map_err(anyhow::Error::from) });
+        tasks.spawn(async move {
+            run_stage(&kafka, spec, stage, token)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
 
     let registry_addr = if args.registry != "off" && args.kafka.kafka == "embedded" {
@@ -152,8 +173,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    let app = ingest::router(gateway.clone()).route("/metrics", get(move || render(metrics.clone())));
-    let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
+    let app =
+        ingest::router(gateway.clone()).route("/metrics", get(move || render(metrics.clone())));
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("binding {}", args.http))?;
     let http_addr = listener.local_addr()?;
     {
         let token = shutdown.child_token();
@@ -176,7 +200,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  metrics             http://{http_addr}/metrics");
     println!("  data                {}", data_dir.display());
     if args.dev_auth {
-        println!("  dev login           POST http://{http_addr}/v1/dev/token {{\"user_id\":\"alice\"}}");
+        println!(
+            "  dev login           POST http://{http_addr}/v1/dev/token {{\"user_id\":\"alice\"}}"
+        );
     }
 
     let failed = tokio::select! {
@@ -208,7 +234,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         b.stop().await;
     }
     info!("stopped");
-    if failed { bail!("stopped after a task failed") } else { Ok(()) }
+    if failed {
+        bail!("stopped after a task failed")
+    } else {
+        Ok(())
+    }
 }
 
 /// The router's deliveries for this process's own gateway node.
@@ -236,10 +266,11 @@ async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -55,7 +55,12 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         stop_on_signal.cancel();
     });
-    let opts = TailOptions { topic: args.topic, from_end: args.from_end, follow: args.follow, limit: args.limit };
+    let opts = TailOptions {
+        topic: args.topic,
+        from_end: args.from_end,
+        follow: args.follow,
+        limit: args.limit,
+    };
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
@@ -84,12 +89,25 @@ pub fn topics(args: TopicsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&topics)?);
         return Ok(());
     }
-    println!("{:<28} {:>9} {:>12} {:>12}  groups (committed/lag)", "topic", "partition", "start", "end");
+    println!(
+        "{:<28} {:>9} {:>12} {:>12}  groups (committed/lag)",
+        "topic", "partition", "start", "end"
+    );
     for t in topics {
         for p in t.partitions {
-            let groups: Vec<String> =
-                p.groups.iter().map(|(g, off, lag)| format!("{g}={off}/{lag}")).collect();
-            println!("{:<28} {:>9} {:>12} {:>12}  {}", t.topic, p.partition, p.start_offset, p.end_offset, groups.join(" "));
+            let groups: Vec<String> = p
+                .groups
+                .iter()
+                .map(|(g, off, lag)| format!("{g}={off}/{lag}"))
+                .collect();
+            println!(
+                "{:<28} {:>9} {:>12} {:>12}  {}",
+                t.topic,
+                p.partition,
+                p.start_offset,
+                p.end_offset,
+                groups.join(" ")
+            );
         }
     }
     Ok(())

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Starts the real `chatflow` binary on free ports with a temp data dir.
 
 #![allow(dead_code)]
@@ -12,7 +13,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 pub struct Chatflow {
@@ -63,15 +67,21 @@ impl Chatflow {
         let started = Instant::now();
         let client = reqwest::Client::new();
         loop {
-            if let Ok(r) = client.get(self.url("/readyz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("chatflow exited early: {status}; see {}", self.data_dir.with_extension("log").display());
+                panic!(
+                    "chatflow exited early: {status}; see {}",
+                    self.data_dir.with_extension("log").display()
+                );
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "chatflow did not become ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "chatflow did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -83,14 +93,20 @@ impl Chatflow {
     /// SIGTERM, then waits for a clean exit.
     pub async fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "chatflow did not stop on SIGTERM");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "chatflow did not stop on SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -123,7 +139,11 @@ impl Chatflow {
             .args(["--kafka-listen", &self.kafka.to_string()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "chatflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "chatflow {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -145,33 +165,58 @@ pub struct Api {
 
 impl Api {
     pub fn new(cf: &Chatflow, token: &str) -> Api {
-        Api { base: cf.url(""), token: token.to_owned(), client: reqwest::Client::new() }
+        Api {
+            base: cf.url(""),
+            token: token.to_owned(),
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn create_group(&self, members: &[&str]) -> String {
-        let (status, body) = self.post("/v1/conversations", json!({"kind": "group", "name": "test", "members": members})).await;
+        let (status, body) = self
+            .post(
+                "/v1/conversations",
+                json!({"kind": "group", "name": "test", "members": members}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body["conversation_id"].as_str().unwrap().to_owned()
     }
 
     pub async fn history(&self, cid: &str) -> Vec<Value> {
-        let (status, body) = self.get(&format!("/v1/conversations/{cid}/messages?limit=200")).await;
+        let (status, body) = self
+            .get(&format!("/v1/conversations/{cid}/messages?limit=200"))
+            .await;
         assert_eq!(status, 200, "{body}");
         body["messages"].as_array().unwrap().clone()
     }
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct Ws {
     pub stream: WsStream,
@@ -185,7 +230,10 @@ impl Ws {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
     }
 
     pub async fn send_raw(&mut self, text: String) {
@@ -221,7 +269,10 @@ impl Ws {
     /// Whether the server closed the socket, and with which code.
     pub async fn closed_with(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()? {
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+                .await
+                .ok()?
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,

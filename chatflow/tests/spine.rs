@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! One message's whole path through the real binary, across a restart.
 
 mod common;
@@ -6,14 +7,21 @@ use common::{Api, Chatflow, Ws};
 use serde_json::{Value, json};
 
 fn events_of(frames: &[Value], seq: i64) -> usize {
-    frames.iter().filter(|f| f["type"] == "event" && f["seq"] == seq).count()
+    frames
+        .iter()
+        .filter(|f| f["type"] == "event" && f["seq"] == seq)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut cf = Chatflow::start(&dir.path().join("data")).await;
-    let (ta, tb, tc) = (cf.token("alice").await, cf.token("bob").await, cf.token("carol").await);
+    let (ta, tb, tc) = (
+        cf.token("alice").await,
+        cf.token("bob").await,
+        cf.token("carol").await,
+    );
     let (a, b, c) = (Api::new(&cf, &ta), Api::new(&cf, &tb), Api::new(&cf, &tc));
     let cid = a.create_group(&["bob", "carol"]).await;
 
@@ -32,30 +40,49 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     assert!(seq >= 1, "the create event comes first");
 
     let (event, _) = wb.until("event").await;
-    let event = if event["kind"] == "message_posted" { event } else { wb.until("event").await.0 };
+    let event = if event["kind"] == "message_posted" {
+        event
+    } else {
+        wb.until("event").await.0
+    };
     assert_eq!(event["kind"], "message_posted");
-    assert_eq!((event["seq"].as_i64(), event["conversation_id"].as_str()), (Some(seq), Some(cid.as_str())));
+    assert_eq!(
+        (event["seq"].as_i64(), event["conversation_id"].as_str()),
+        (Some(seq), Some(cid.as_str()))
+    );
     assert_eq!(event["actor_id"], "alice");
     assert_eq!(event["data"]["body"], "hello, spine");
 
     for api in [&a, &b, &c] {
         let history = api.history(&cid).await;
         assert_eq!(history.len(), 1, "{history:?}");
-        assert_eq!((history[0]["seq"].as_i64(), history[0]["body"].as_str()), (Some(seq), Some("hello, spine")));
+        assert_eq!(
+            (history[0]["seq"].as_i64(), history[0]["body"].as_str()),
+            (Some(seq), Some("hello, spine"))
+        );
         assert_eq!(history[0]["sender_id"], "alice");
     }
 
     // Carol was offline: she resumes from nothing and gets it exactly once.
     let mut wc = Ws::connect(&cf, &tc, "c-laptop").await;
-    wc.send(json!({"type": "resume", "cursors": {cid.clone(): -1}})).await;
+    wc.send(json!({"type": "resume", "cursors": {cid.clone(): -1}}))
+        .await;
     let (_, got) = wc.until("resumed").await;
     wc.send(json!({"type": "ping"})).await;
     let (_, more) = wc.until("pong").await;
-    assert_eq!(events_of(&got, seq) + events_of(&more, seq), 1, "{got:?} {more:?}");
-    assert_eq!(got.iter().find(|f| f["seq"] == seq).unwrap()["data"]["body"], "hello, spine");
+    assert_eq!(
+        events_of(&got, seq) + events_of(&more, seq),
+        1,
+        "{got:?} {more:?}"
+    );
+    assert_eq!(
+        got.iter().find(|f| f["seq"] == seq).unwrap()["data"]["body"],
+        "hello, spine"
+    );
 
     // Resuming from the message's own seq sends nothing again.
-    wc.send(json!({"type": "resume", "cursors": {cid.clone(): seq}})).await;
+    wc.send(json!({"type": "resume", "cursors": {cid.clone(): seq}}))
+        .await;
     let (resumed, got) = wc.until("resumed").await;
     assert_eq!(events_of(&got, seq), 0);
     assert_eq!(resumed["events"], 0);
@@ -68,7 +95,10 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     assert_eq!(history[0]["body"], "hello, spine");
     // The same send again is the same message, even after a restart.
     let (status, again) = a
-        .post(&format!("/v1/conversations/{cid}/messages"), json!({"client_msg_id": "hello-1", "body": "hello, spine"}))
+        .post(
+            &format!("/v1/conversations/{cid}/messages"),
+            json!({"client_msg_id": "hello-1", "body": "hello, spine"}),
+        )
         .await;
     assert_eq!(status, 201, "{again}");
     assert_eq!(again["seq"].as_i64(), Some(seq));
@@ -76,8 +106,14 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
 
     // The Kafka log holds it, read by chatflow tail…
     let tail = cf.cli(&["tail", "chat.events"]);
-    let records: Vec<Value> = tail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let posted: Vec<&Value> = records.iter().filter(|r| r["value"]["payload"]["type"] == "message_posted").collect();
+    let records: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let posted: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["value"]["payload"]["type"] == "message_posted")
+        .collect();
     assert_eq!(posted.len(), 1, "{tail}");
     assert_eq!(posted[0]["offset"].as_i64(), Some(seq));
     assert_eq!(posted[0]["key"], cid.as_str());
@@ -86,13 +122,28 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     // …and by Confluent's own client with the built-in registry.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/confluent_decode.py");
     let out = std::process::Command::new("python3")
-        .args([script, &cf.kafka.to_string(), &format!("http://{}", cf.registry), "chat.events"])
+        .args([
+            script,
+            &cf.kafka.to_string(),
+            &format!("http://{}", cf.registry),
+            "chat.events",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "confluent-kafka: {}", String::from_utf8_lossy(&out.stderr));
-    let decoded: Vec<Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let bodies: Vec<&Value> = decoded.iter().filter_map(|d| d["value"]["payload"].get("body")).collect();
+    assert!(
+        out.status.success(),
+        "confluent-kafka: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bodies: Vec<&Value> = decoded
+        .iter()
+        .filter_map(|d| d["value"]["payload"].get("body"))
+        .collect();
     assert_eq!(bodies, vec![&json!("hello, spine")], "{decoded:?}");
 
     let status = cf.stop().await;

@@ -50,8 +50,16 @@ impl Auth {
     }
 
     /// Issues a token (HS256 only): the dev login and `chatflow token`.
-    pub fn issue(&self, user_id: &str, name: Option<&str>, ttl_secs: u64) -> Result<String, String> {
-        let key = self.encoding.as_ref().ok_or("tokens are issued elsewhere (RS256)")?;
+    pub fn issue(
+        &self,
+        user_id: &str,
+        name: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, String> {
+        let key = self
+            .encoding
+            .as_ref()
+            .ok_or("tokens are issued elsewhere (RS256)")?;
         let claims = Claims {
             sub: user_id.to_owned(),
             exp: now_secs() + ttl_secs,
@@ -74,17 +82,26 @@ impl Auth {
             }
         })?;
         if crate::validate::id(&data.claims.sub).is_err() {
-            return Err(ApiError::unauthorized("token subject is not a valid user id"));
+            return Err(ApiError::unauthorized(
+                "token subject is not a valid user id",
+            ));
         }
         Ok(data.claims)
     }
 
     /// The bearer token of a request, or `?token=` for browser sockets.
-    pub fn from_request(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Claims, ApiError> {
+    pub fn from_request(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Claims, ApiError> {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         match header.or(query_token) {
             Some(token) => self.verify(token.trim()),
             None => Err(ApiError::unauthorized("missing bearer token")),
@@ -93,7 +110,10 @@ impl Auth {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn now_millis() -> i64 {

@@ -6,7 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use schemas::{Actor, ChatEvent, Codec, ConversationCreated, DevicePresence, MemberSpec, MessagePosted, Payload, Typing};
+use schemas::{
+    Actor, ChatEvent, Codec, ConversationCreated, DevicePresence, MemberSpec, MessagePosted,
+    Payload, Typing,
+};
 use serde::Serialize;
 use store::{Member, Store};
 use streams::{Producer, topics};
@@ -105,7 +108,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, auth: Auth, store: Arc<dyn Store>, producer: Producer) -> Self {
+    pub fn new(
+        config: GatewayConfig,
+        auth: Auth,
+        store: Arc<dyn Store>,
+        producer: Producer,
+    ) -> Self {
         let rate = RateLimiter::new(config.limits.rate_per_sec, config.limits.rate_burst);
         Gateway {
             config,
@@ -131,10 +139,18 @@ impl Gateway {
     }
 
     /// Produces one event and returns its seq once the broker acknowledged it.
-    pub async fn publish(&self, conversation_id: &str, actor: Actor, payload: Payload) -> Result<(i64, ChatEvent), ApiError> {
+    pub async fn publish(
+        &self,
+        conversation_id: &str,
+        actor: Actor,
+        payload: Payload,
+    ) -> Result<(i64, ChatEvent), ApiError> {
         let membership = matches!(
             payload,
-            Payload::ConversationCreated(_) | Payload::MemberAdded(_) | Payload::MemberRemoved(_) | Payload::MemberRoleChanged(_)
+            Payload::ConversationCreated(_)
+                | Payload::MemberAdded(_)
+                | Payload::MemberRemoved(_)
+                | Payload::MemberRoleChanged(_)
         );
         let event = ChatEvent {
             event_id: ulid::Ulid::new().to_string(),
@@ -143,21 +159,34 @@ impl Gateway {
             actor,
             payload,
         };
-        let bytes = self.codec.encode(&event).map_err(|e| ApiError::unavailable("the event encoder", e))?;
-        let ack = self.producer.enqueue(topics::EVENTS, conversation_id.as_bytes(), &bytes)?;
+        let bytes = self
+            .codec
+            .encode(&event)
+            .map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        let ack = self
+            .producer
+            .enqueue(topics::EVENTS, conversation_id.as_bytes(), &bytes)?;
         let (_, seq) = ack.await?;
         if let Ok(mut w) = self.written.lock() {
             let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
             *any = (*any).max(seq);
             if membership {
-                let m = w.membership.entry(conversation_id.to_owned()).or_insert(seq);
+                let m = w
+                    .membership
+                    .entry(conversation_id.to_owned())
+                    .or_insert(seq);
                 *m = (*m).max(seq);
             }
         }
         Ok((seq, event))
     }
 
-    pub async fn publish_presence(&self, user_id: &str, device_id: &str, online: bool) -> Result<(), ApiError> {
+    pub async fn publish_presence(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        online: bool,
+    ) -> Result<(), ApiError> {
         let record = DevicePresence {
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
@@ -168,41 +197,71 @@ impl Gateway {
         if let Some(hook) = &self.presence_hook {
             hook(&record);
         }
-        let bytes = self.codec.encode(&record).map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        let bytes = self
+            .codec
+            .encode(&record)
+            .map_err(|e| ApiError::unavailable("the event encoder", e))?;
         let key = format!("{user_id}/{device_id}");
-        self.producer.send(topics::PRESENCE, key.as_bytes(), &bytes, None).await?;
+        self.producer
+            .send(topics::PRESENCE, key.as_bytes(), &bytes, None)
+            .await?;
         Ok(())
     }
 
-    pub async fn publish_typing(&self, conversation_id: &str, user_id: &str, device_id: &str) -> Result<(), ApiError> {
+    pub async fn publish_typing(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(), ApiError> {
         let record = Typing {
             conversation_id: conversation_id.to_owned(),
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
             at: now_millis(),
         };
-        let bytes = self.codec.encode(&record).map_err(|e| ApiError::unavailable("the event encoder", e))?;
-        self.producer.send(topics::SIGNALS, conversation_id.as_bytes(), &bytes, None).await?;
+        let bytes = self
+            .codec
+            .encode(&record)
+            .map_err(|e| ApiError::unavailable("the event encoder", e))?;
+        self.producer
+            .send(topics::SIGNALS, conversation_id.as_bytes(), &bytes, None)
+            .await?;
         Ok(())
     }
 
     /// Waits until the store has applied this node's writes to the
     /// conversation (all of them, or only membership changes).
-    pub async fn read_your_writes(&self, conversation_id: &str, membership_only: bool) -> Result<(), ApiError> {
+    pub async fn read_your_writes(
+        &self,
+        conversation_id: &str,
+        membership_only: bool,
+    ) -> Result<(), ApiError> {
         let target = self.written.lock().ok().and_then(|w| {
-            let map = if membership_only { &w.membership } else { &w.any };
+            let map = if membership_only {
+                &w.membership
+            } else {
+                &w.any
+            };
             map.get(conversation_id).copied()
         });
         let Some(target) = target else { return Ok(()) };
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            let applied = self.store.conversation(conversation_id).await?.map_or(-1, |c| c.last_seq);
+            let applied = self
+                .store
+                .conversation(conversation_id)
+                .await?
+                .map_or(-1, |c| c.last_seq);
             if applied >= target {
                 return Ok(());
             }
             if started.elapsed() > self.config.limits.read_your_writes_timeout {
-                return Err(ApiError::unavailable("the message store", format!("{conversation_id} not caught up to {target}")));
+                return Err(ApiError::unavailable(
+                    "the message store",
+                    format!("{conversation_id} not caught up to {target}"),
+                ));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
@@ -210,37 +269,59 @@ impl Gateway {
     }
 
     /// The caller's membership, or 403 (exists, not a member) / 404.
-    pub async fn require_member(&self, conversation_id: &str, user_id: &str) -> Result<Member, ApiError> {
+    pub async fn require_member(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+    ) -> Result<Member, ApiError> {
         validate::named_id("conversation_id", conversation_id)?;
         self.read_your_writes(conversation_id, true).await?;
         if let Some(m) = self.store.member(conversation_id, user_id).await? {
             return Ok(m);
         }
         if self.store.conversation(conversation_id).await?.is_some() {
-            Err(ApiError::forbidden("you are not a member of this conversation"))
+            Err(ApiError::forbidden(
+                "you are not a member of this conversation",
+            ))
         } else {
             Err(ApiError::not_found("no such conversation"))
         }
     }
 
-    pub async fn send_message(&self, user_id: &str, device_id: &str, m: NewMessage) -> Result<Ack, ApiError> {
+    pub async fn send_message(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        m: NewMessage,
+    ) -> Result<Ack, ApiError> {
         validate::named_id("client_msg_id", &m.client_msg_id)?;
         validate::body(&m.body, self.config.limits.max_body_bytes)?;
         if m.mentions.len() > 100 {
-            return Err(ApiError::invalid("invalid_mentions", "at most 100 mentions"));
+            return Err(ApiError::invalid(
+                "invalid_mentions",
+                "at most 100 mentions",
+            ));
         }
         for u in &m.mentions {
             validate::named_id("mentions", u)?;
         }
         self.require_member(&m.conversation_id, user_id).await?;
         self.check_rate(user_id)?;
-        let key = (m.conversation_id.clone(), user_id.to_owned(), m.client_msg_id.clone());
+        let key = (
+            m.conversation_id.clone(),
+            user_id.to_owned(),
+            m.client_msg_id.clone(),
+        );
         let slot = self.slot(&key);
         let mut answer = slot.lock().await;
         if let Some(ack) = answer.as_ref() {
             return Ok(ack.clone());
         }
-        if let Some(stored) = self.store.message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id).await? {
+        if let Some(stored) = self
+            .store
+            .message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id)
+            .await?
+        {
             let ack = Ack {
                 client_msg_id: m.client_msg_id,
                 seq: stored.seq,
@@ -252,7 +333,10 @@ impl Gateway {
             return Ok(ack);
         }
         let message_id = ulid::Ulid::new().to_string();
-        let actor = Actor { user_id: user_id.to_owned(), device_id: device_id.to_owned() };
+        let actor = Actor {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+        };
         let payload = Payload::MessagePosted(MessagePosted {
             message_id: message_id.clone(),
             client_msg_id: m.client_msg_id.clone(),
@@ -279,10 +363,10 @@ impl Gateway {
         if let Some(slot) = recent.slots.get(key) {
             return slot.clone();
         }
-        if recent.order.len() >= RECENT_SENDS {
-            if let Some(old) = recent.order.pop_front() {
-                recent.slots.remove(&old);
-            }
+        if recent.order.len() >= RECENT_SENDS
+            && let Some(old) = recent.order.pop_front()
+        {
+            recent.slots.remove(&old);
         }
         let slot: Arc<tokio::sync::Mutex<Option<Ack>>> = Arc::default();
         recent.slots.insert(key.clone(), slot.clone());
@@ -303,10 +387,10 @@ impl Gateway {
         for m in &members {
             validate::named_id("members", m)?;
         }
-        if let Some(n) = &name {
-            if n.len() > 200 {
-                return Err(ApiError::invalid("invalid_name", "name is over 200 bytes"));
-            }
+        if let Some(n) = &name
+            && n.len() > 200
+        {
+            return Err(ApiError::invalid("invalid_name", "name is over 200 bytes"));
         }
         let mut others: Vec<String> = members.into_iter().filter(|m| m != creator).collect();
         others.sort();
@@ -314,25 +398,52 @@ impl Gateway {
         let (conversation_id, specs) = match kind {
             "direct" => {
                 let [other] = others.as_slice() else {
-                    return Err(ApiError::invalid("invalid_members", "a direct conversation has exactly one other member"));
+                    return Err(ApiError::invalid(
+                        "invalid_members",
+                        "a direct conversation has exactly one other member",
+                    ));
                 };
-                let (a, b) = if creator < other.as_str() { (creator, other.as_str()) } else { (other.as_str(), creator) };
+                let (a, b) = if creator < other.as_str() {
+                    (creator, other.as_str())
+                } else {
+                    (other.as_str(), creator)
+                };
                 let id = format!("dm{}:{a}:{b}", a.len());
                 let specs = vec![
-                    MemberSpec { user_id: creator.to_owned(), role: "member".into() },
-                    MemberSpec { user_id: other.clone(), role: "member".into() },
+                    MemberSpec {
+                        user_id: creator.to_owned(),
+                        role: "member".into(),
+                    },
+                    MemberSpec {
+                        user_id: other.clone(),
+                        role: "member".into(),
+                    },
                 ];
                 (id, specs)
             }
             "group" => {
                 if others.len() > 10_000 {
-                    return Err(ApiError::invalid("invalid_members", "at most 10000 members"));
+                    return Err(ApiError::invalid(
+                        "invalid_members",
+                        "at most 10000 members",
+                    ));
                 }
-                let mut specs = vec![MemberSpec { user_id: creator.to_owned(), role: "owner".into() }];
-                specs.extend(others.into_iter().map(|u| MemberSpec { user_id: u, role: "member".into() }));
+                let mut specs = vec![MemberSpec {
+                    user_id: creator.to_owned(),
+                    role: "owner".into(),
+                }];
+                specs.extend(others.into_iter().map(|u| MemberSpec {
+                    user_id: u,
+                    role: "member".into(),
+                }));
                 (format!("g:{}", ulid::Ulid::new()), specs)
             }
-            _ => return Err(ApiError::invalid("invalid_kind", "kind is \"direct\" or \"group\"")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_kind",
+                    "kind is \"direct\" or \"group\"",
+                ));
+            }
         };
         if kind == "direct" {
             self.read_your_writes(&conversation_id, true).await?;
@@ -346,7 +457,10 @@ impl Gateway {
             description: None,
             members: specs.clone(),
         });
-        let actor = Actor { user_id: creator.to_owned(), device_id: device_id.to_owned() };
+        let actor = Actor {
+            user_id: creator.to_owned(),
+            device_id: device_id.to_owned(),
+        };
         let (seq, _) = self.publish(&conversation_id, actor, payload).await?;
         Ok((conversation_id, true, specs, seq))
     }

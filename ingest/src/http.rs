@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -41,13 +41,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(ApiError::too_large("request body is too large"))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::invalid("invalid_content_type", "send Content-Type: application/json"))
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::invalid(
+                "invalid_content_type",
+                "send Content-Type: application/json",
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::invalid("invalid_json", e.body_text()))
             }
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::invalid("invalid_json", e.body_text())),
             Err(e) => Err(ApiError::invalid("invalid_body", e.body_text())),
         }
     }
@@ -96,7 +101,10 @@ pub struct DevTokenRequest {
     name: Option<String>,
 }
 
-pub async fn dev_token(State(gw): State<AppState>, ApiJson(req): ApiJson<DevTokenRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn dev_token(
+    State(gw): State<AppState>,
+    ApiJson(req): ApiJson<DevTokenRequest>,
+) -> Result<Json<Value>, ApiError> {
     if !gw.config.dev_auth {
         return Err(ApiError::not_found("dev login is off"));
     }
@@ -124,9 +132,14 @@ pub async fn create_conversation(
 ) -> Result<Response, ApiError> {
     gw.check_rate(&user.sub)?;
     let device = rest_device(&headers);
-    let (cid, created, members, seq) =
-        gw.create_conversation(&user.sub, &device, &req.kind, req.name.clone(), req.members).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (cid, created, members, seq) = gw
+        .create_conversation(&user.sub, &device, &req.kind, req.name.clone(), req.members)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let body = json!({
         "conversation_id": cid,
         "kind": req.kind,
@@ -144,7 +157,11 @@ pub async fn get_conversation(
     ApiPath(cid): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let me = gw.require_member(&cid, &user.sub).await?;
-    let c = gw.store.conversation(&cid).await?.ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = gw
+        .store
+        .conversation(&cid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
     let members = gw.store.members(&cid).await?;
     Ok(Json(json!({
         "conversation_id": c.conversation_id,
@@ -162,37 +179,62 @@ pub async fn get_conversation(
 /// Unread messages are counted up to this many; clients show "999+".
 const UNREAD_CAP: usize = 999;
 
-pub async fn list_conversations(State(gw): State<AppState>, User(user): User) -> Result<Json<Value>, ApiError> {
+pub async fn list_conversations(
+    State(gw): State<AppState>,
+    User(user): User,
+) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
     for uc in gw.store.user_conversations(&user.sub).await? {
-        let Some(c) = gw.store.conversation(&uc.conversation_id).await? else { continue };
-        let last_read = gw.store.member(&c.conversation_id, &user.sub).await?.map_or(-1, |m| m.last_read_seq);
+        let Some(c) = gw.store.conversation(&uc.conversation_id).await? else {
+            continue;
+        };
+        let last_read = gw
+            .store
+            .member(&c.conversation_id, &user.sub)
+            .await?
+            .map_or(-1, |m| m.last_read_seq);
         let unread = gw
             .store
-            .messages(&c.conversation_id, Page { after: Some(last_read), before: None, limit: UNREAD_CAP })
+            .messages(
+                &c.conversation_id,
+                Page {
+                    after: Some(last_read),
+                    before: None,
+                    limit: UNREAD_CAP,
+                },
+            )
             .await?
             .messages
             .iter()
             .filter(|m| m.sender_id != user.sub && !m.deleted)
             .count();
         let last_message = match c.last_message_seq {
-            Some(seq) => gw.store.message(&c.conversation_id, seq).await?.map(|m| frames::message(&m)),
+            Some(seq) => gw
+                .store
+                .message(&c.conversation_id, seq)
+                .await?
+                .map(|m| frames::message(&m)),
             None => None,
         };
-        out.push((c.last_activity_at, json!({
-            "conversation_id": c.conversation_id,
-            "kind": c.kind,
-            "name": c.name,
-            "role": uc.role,
-            "last_seq": c.last_seq,
-            "unread_count": unread,
-            "last_message": last_message,
-            "muted": uc.muted,
-            "last_activity_at": frames::rfc3339(c.last_activity_at),
-        })));
+        out.push((
+            c.last_activity_at,
+            json!({
+                "conversation_id": c.conversation_id,
+                "kind": c.kind,
+                "name": c.name,
+                "role": uc.role,
+                "last_seq": c.last_seq,
+                "unread_count": unread,
+                "last_message": last_message,
+                "muted": uc.muted,
+                "last_activity_at": frames::rfc3339(c.last_activity_at),
+            }),
+        ));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
-    Ok(Json(json!({"conversations": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
+    out.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    Ok(Json(
+        json!({"conversations": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -242,7 +284,17 @@ pub async fn history(
     }
     gw.require_member(&cid, &user.sub).await?;
     gw.read_your_writes(&cid, false).await?;
-    let page = gw.store.messages(&cid, Page { before: q.before, after: q.after, limit }).await?;
+    let page = gw
+        .store
+        .messages(
+            &cid,
+            Page {
+                before: q.before,
+                after: q.after,
+                limit,
+            },
+        )
+        .await?;
     Ok(Json(json!({
         "messages": page.messages.iter().map(frames::message).collect::<Vec<_>>(),
         "has_more": page.has_more,
@@ -255,7 +307,9 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Value>, ApiError> {
     gw.store.conversation("readyz-probe").await?;
-    Ok(Json(json!({"status": "ready", "node": gw.config.node_id, "sockets": gw.hub.len()})))
+    Ok(Json(
+        json!({"status": "ready", "node": gw.config.node_id, "sockets": gw.hub.len()}),
+    ))
 }
 
 pub async fn not_found() -> ApiError {

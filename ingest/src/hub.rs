@@ -58,7 +58,9 @@ impl Socket {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.out.try_send(Outbound::Close(1013, "too slow to keep up, resume later"));
+                let _ = self
+                    .out
+                    .try_send(Outbound::Close(1013, "too slow to keep up, resume later"));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -71,7 +73,9 @@ impl Socket {
 
     /// A live event: sent unless already sent, held while resuming.
     pub fn push_event(&self, conversation_id: &str, seq: i64, frame: &Arc<str>) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         if let Some(held) = state.held.get_mut(conversation_id) {
             held.push((seq, frame.clone()));
             return;
@@ -94,7 +98,9 @@ impl Socket {
 
     /// A frame of the fill from the store, in seq order.
     pub fn push_filled(&self, conversation_id: &str, seq: i64, frame: String) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let last = state.sent.entry(conversation_id.to_owned()).or_insert(-1);
         if seq > *last {
             *last = seq;
@@ -106,7 +112,9 @@ impl Socket {
     /// The fill is done: send what was held that the fill did not cover,
     /// then go live.
     pub fn end_resume(&self, conversation_id: &str) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let mut held = state.held.remove(conversation_id).unwrap_or_default();
         held.sort_by_key(|(seq, _)| *seq);
         let last = state.sent.entry(conversation_id.to_owned()).or_insert(-1);
@@ -133,7 +141,11 @@ pub struct Hub {
 impl Hub {
     /// Registers a socket; an older socket of the same device is closed.
     pub fn register(&self, socket: Arc<Socket>) {
-        let old = self.sockets.write().ok().and_then(|mut s| s.insert(socket.key(), socket));
+        let old = self
+            .sockets
+            .write()
+            .ok()
+            .and_then(|mut s| s.insert(socket.key(), socket));
         if let Some(old) = old {
             old.close(4001, "replaced by a newer connection of this device");
         }
@@ -168,6 +180,9 @@ impl Hub {
 
     /// Every socket, for shutdown.
     pub fn all(&self) -> Vec<Arc<Socket>> {
-        self.sockets.read().map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.sockets
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 }

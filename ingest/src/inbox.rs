@@ -25,13 +25,21 @@ pub fn start(
 ) -> Result<(std::thread::JoinHandle<()>, oneshot::Receiver<()>), KafkaError> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let topic = topics::inbox(&gw.config.node_id);
-    let handle = follow(config, &topic, From::End, fetch_wait, ready_tx, shutdown, move |m| {
-        let Some(bytes) = m.payload() else { return };
-        match gw.codec.decode::<Delivery>(bytes) {
-            Ok(delivery) => deliver(&gw, &delivery),
-            Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
-        }
-    })?;
+    let handle = follow(
+        config,
+        &topic,
+        From::End,
+        fetch_wait,
+        ready_tx,
+        shutdown,
+        move |m| {
+            let Some(bytes) = m.payload() else { return };
+            match gw.codec.decode::<Delivery>(bytes) {
+                Ok(delivery) => deliver(&gw, &delivery),
+                Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
+            }
+        },
+    )?;
     Ok((handle, ready_rx))
 }
 

@@ -26,15 +26,25 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let body_limit = gw.config.limits.max_frame_bytes.max(64 * 1024);
     Router::new()
         .route("/v1/dev/token", post(http::dev_token))
-        .route("/v1/conversations", post(http::create_conversation).get(http::list_conversations))
+        .route(
+            "/v1/conversations",
+            post(http::create_conversation).get(http::list_conversations),
+        )
         .route("/v1/conversations/{cid}", get(http::get_conversation))
-        .route("/v1/conversations/{cid}/messages", post(http::post_message).get(http::history))
+        .route(
+            "/v1/conversations/{cid}/messages",
+            post(http::post_message).get(http::history),
+        )
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(http::not_found)
         .method_not_allowed_fallback(|| async {
-            error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(gw)

@@ -12,17 +12,25 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: f64) -> Self {
-        RateLimiter { rate, burst, buckets: Mutex::default() }
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::default(),
+        }
     }
 
     /// Takes a token, or says in how many seconds one is back.
     pub fn check(&self, key: &str) -> Result<(), u64> {
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         let now = Instant::now();
         if buckets.len() > 100_000 {
             // Forget users whose bucket has refilled: they are at burst anyway.
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
         }
         let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);

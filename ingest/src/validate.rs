@@ -7,7 +7,9 @@ use crate::error::ApiError;
 pub fn id(value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -19,12 +21,17 @@ pub fn id(value: &str) -> Result<(), ApiError> {
 }
 
 pub fn named_id(what: &str, value: &str) -> Result<(), ApiError> {
-    id(value).map_err(|e| ApiError { message: format!("{what}: {}", e.message), ..e })
+    id(value).map_err(|e| ApiError {
+        message: format!("{what}: {}", e.message),
+        ..e
+    })
 }
 
 pub fn body(text: &str, max_bytes: usize) -> Result<(), ApiError> {
     if text.len() > max_bytes {
-        return Err(ApiError::too_large(format!("body is over {max_bytes} bytes")));
+        return Err(ApiError::too_large(format!(
+            "body is over {max_bytes} bytes"
+        )));
     }
     if text.trim().is_empty() {
         return Err(ApiError::invalid("empty_body", "body is empty"));

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
@@ -44,7 +44,9 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let claims = gw.auth.from_request(&headers, q.token.as_deref())?;
-    let device = q.device_id.ok_or_else(|| ApiError::invalid("invalid_device", "device_id is required"))?;
+    let device = q
+        .device_id
+        .ok_or_else(|| ApiError::invalid("invalid_device", "device_id is required"))?;
     validate::named_id("device_id", &device)?;
     let limit = HARD_FRAME_LIMIT.max(gw.config.limits.max_frame_bytes + 1);
     Ok(ws
@@ -95,7 +97,12 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
             let result = match out {
                 Outbound::Text(text) => sink.send(Message::Text(text.into())).await,
                 Outbound::Close(code, reason) => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
                     break;
                 }
             };
@@ -131,7 +138,10 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
                 invalid += 1;
-                socket.send(frames::error(None, &ApiError::invalid("binary_frame", "frames are JSON text")));
+                socket.send(frames::error(
+                    None,
+                    &ApiError::invalid("binary_frame", "frames are JSON text"),
+                ));
                 if invalid >= MAX_INVALID {
                     socket.close(1008, "too many invalid frames");
                     break;
@@ -142,7 +152,10 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
         match handle(&gw, &socket, &claims, text.as_str()).await {
             Ok(()) => invalid = 0,
             Err((reference, e)) => {
-                let malformed = matches!(e.code, "invalid_json" | "invalid_frame" | "unknown_type" | "too_large");
+                let malformed = matches!(
+                    e.code,
+                    "invalid_json" | "invalid_frame" | "unknown_type" | "too_large"
+                );
                 socket.send(frames::error(reference.as_deref(), &e));
                 if malformed {
                     invalid += 1;
@@ -155,10 +168,10 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
         }
     }
 
-    if gw.hub.unregister(&socket) {
-        if let Err(e) = gw.publish_presence(&claims.sub, &device, false).await {
-            warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
-        }
+    if gw.hub.unregister(&socket)
+        && let Err(e) = gw.publish_presence(&claims.sub, &device, false).await
+    {
+        warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
     }
     socket.close(1000, "bye");
     let _ = writer.await;
@@ -167,50 +180,120 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
 
 type FrameError = (Option<String>, ApiError);
 
-async fn handle(gw: &Gateway, socket: &Arc<Socket>, claims: &Claims, text: &str) -> Result<(), FrameError> {
+async fn handle(
+    gw: &Gateway,
+    socket: &Arc<Socket>,
+    claims: &Claims,
+    text: &str,
+) -> Result<(), FrameError> {
     if text.len() > gw.config.limits.max_frame_bytes {
-        return Err((None, ApiError::too_large(format!("frame is over {} bytes", gw.config.limits.max_frame_bytes))));
+        return Err((
+            None,
+            ApiError::too_large(format!(
+                "frame is over {} bytes",
+                gw.config.limits.max_frame_bytes
+            )),
+        ));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| (None, ApiError::invalid("invalid_json", e.to_string())))?;
-    let kind = value.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| (None, ApiError::invalid("invalid_json", e.to_string())))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if !KNOWN.contains(&kind.as_str()) {
-        return Err((None, ApiError::invalid("unknown_type", format!("unknown frame type {kind:?}"))));
+        return Err((
+            None,
+            ApiError::invalid("unknown_type", format!("unknown frame type {kind:?}")),
+        ));
     }
-    let reference = value.get("client_msg_id").and_then(Value::as_str).map(str::to_owned);
-    let frame: ClientFrame = serde_json::from_value(value)
-        .map_err(|e| (reference.clone(), ApiError::invalid("invalid_frame", format!("{kind}: {e}"))))?;
-    let actor = || Actor { user_id: claims.sub.clone(), device_id: socket.device_id.clone() };
+    let reference = value
+        .get("client_msg_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let frame: ClientFrame = serde_json::from_value(value).map_err(|e| {
+        (
+            reference.clone(),
+            ApiError::invalid("invalid_frame", format!("{kind}: {e}")),
+        )
+    })?;
+    let actor = || Actor {
+        user_id: claims.sub.clone(),
+        device_id: socket.device_id.clone(),
+    };
     let with_ref = |e: ApiError| (reference.clone(), e);
     match frame {
         ClientFrame::Ping => {
             socket.send(json!({"type": "pong"}).to_string());
         }
-        ClientFrame::Send { conversation_id, client_msg_id, body, reply_to, mentions } => {
-            let new = NewMessage { conversation_id, client_msg_id, body, reply_to, mentions };
-            let ack = gw.send_message(&claims.sub, &socket.device_id, new).await.map_err(with_ref)?;
-            socket.send(json!({
-                "type": "ack",
-                "client_msg_id": ack.client_msg_id,
-                "seq": ack.seq,
-                "message_id": ack.message_id,
-                "conversation_id": ack.conversation_id,
-                "sent_at": ack.sent_at,
-            }).to_string());
-        }
-        ClientFrame::Read { conversation_id, seq } => {
-            gw.require_member(&conversation_id, &claims.sub).await.map_err(with_ref)?;
-            gw.publish(&conversation_id, actor(), Payload::ReadUpTo(ReadUpTo { seq })).await.map_err(with_ref)?;
-        }
-        ClientFrame::Delivered { conversation_id, seq } => {
-            gw.require_member(&conversation_id, &claims.sub).await.map_err(with_ref)?;
-            gw.publish(&conversation_id, actor(), Payload::DeliveredUpTo(DeliveredUpTo { seq }))
+        ClientFrame::Send {
+            conversation_id,
+            client_msg_id,
+            body,
+            reply_to,
+            mentions,
+        } => {
+            let new = NewMessage {
+                conversation_id,
+                client_msg_id,
+                body,
+                reply_to,
+                mentions,
+            };
+            let ack = gw
+                .send_message(&claims.sub, &socket.device_id, new)
                 .await
                 .map_err(with_ref)?;
+            socket.send(
+                json!({
+                    "type": "ack",
+                    "client_msg_id": ack.client_msg_id,
+                    "seq": ack.seq,
+                    "message_id": ack.message_id,
+                    "conversation_id": ack.conversation_id,
+                    "sent_at": ack.sent_at,
+                })
+                .to_string(),
+            );
+        }
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => {
+            gw.require_member(&conversation_id, &claims.sub)
+                .await
+                .map_err(with_ref)?;
+            gw.publish(
+                &conversation_id,
+                actor(),
+                Payload::ReadUpTo(ReadUpTo { seq }),
+            )
+            .await
+            .map_err(with_ref)?;
+        }
+        ClientFrame::Delivered {
+            conversation_id,
+            seq,
+        } => {
+            gw.require_member(&conversation_id, &claims.sub)
+                .await
+                .map_err(with_ref)?;
+            gw.publish(
+                &conversation_id,
+                actor(),
+                Payload::DeliveredUpTo(DeliveredUpTo { seq }),
+            )
+            .await
+            .map_err(with_ref)?;
         }
         ClientFrame::Typing { conversation_id } => {
-            gw.require_member(&conversation_id, &claims.sub).await.map_err(with_ref)?;
-            gw.publish_typing(&conversation_id, &claims.sub, &socket.device_id).await.map_err(with_ref)?;
+            gw.require_member(&conversation_id, &claims.sub)
+                .await
+                .map_err(with_ref)?;
+            gw.publish_typing(&conversation_id, &claims.sub, &socket.device_id)
+                .await
+                .map_err(with_ref)?;
         }
         ClientFrame::Resume { cursors } => resume(gw, socket, claims, cursors).await?,
     }
@@ -220,13 +303,29 @@ async fn handle(gw: &Gateway, socket: &Arc<Socket>, claims: &Claims, text: &str)
 /// Sends each named conversation's events after its cursor from the store,
 /// holding live events back meanwhile, then `resumed`. Conversations not
 /// named resume from the device's stored cursor, if it has one.
-async fn resume(gw: &Gateway, socket: &Arc<Socket>, claims: &Claims, mut cursors: BTreeMap<String, i64>) -> Result<(), FrameError> {
+async fn resume(
+    gw: &Gateway,
+    socket: &Arc<Socket>,
+    claims: &Claims,
+    mut cursors: BTreeMap<String, i64>,
+) -> Result<(), FrameError> {
     if cursors.len() > 10_000 {
-        return Err((None, ApiError::invalid("invalid_frame", "at most 10000 cursors")));
+        return Err((
+            None,
+            ApiError::invalid("invalid_frame", "at most 10000 cursors"),
+        ));
     }
-    let stored = gw.store.device(&claims.sub, &socket.device_id).await.map_err(|e| (None, e.into()))?;
+    let stored = gw
+        .store
+        .device(&claims.sub, &socket.device_id)
+        .await
+        .map_err(|e| (None, e.into()))?;
     if let Some(device) = stored {
-        let mine = gw.store.user_conversations(&claims.sub).await.map_err(|e| (None, e.into()))?;
+        let mine = gw
+            .store
+            .user_conversations(&claims.sub)
+            .await
+            .map_err(|e| (None, e.into()))?;
         for uc in mine {
             if let Some(seq) = device.cursors.get(&uc.conversation_id) {
                 cursors.entry(uc.conversation_id).or_insert(*seq);
@@ -257,7 +356,17 @@ async fn fill(gw: &Gateway, socket: &Socket, cid: &str, mut after: i64) -> Resul
     gw.read_your_writes(cid, false).await?;
     let mut sent = 0;
     loop {
-        let page = gw.store.messages(cid, Page { after: Some(after), before: None, limit: 200 }).await?;
+        let page = gw
+            .store
+            .messages(
+                cid,
+                Page {
+                    after: Some(after),
+                    before: None,
+                    limit: 200,
+                },
+            )
+            .await?;
         for m in &page.messages {
             socket.push_filled(cid, m.seq, frames::stored_message_event(m));
             after = m.seq;

@@ -17,7 +17,10 @@ pub struct Persister {
 
 impl Persister {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Persister { store, codec: Codec::new() }
+        Persister {
+            store,
+            codec: Codec::new(),
+        }
     }
 }
 
@@ -31,7 +34,11 @@ impl Stage for Persister {
                 .payload
                 .as_deref()
                 .ok_or_else(|| "record has no value".to_owned())
-                .and_then(|bytes| self.codec.decode::<ChatEvent>(bytes).map_err(|e| e.to_string()));
+                .and_then(|bytes| {
+                    self.codec
+                        .decode::<ChatEvent>(bytes)
+                        .map_err(|e| e.to_string())
+                });
             match decoded {
                 Ok(event) => writes.push(to_write(record.offset, event)),
                 Err(reason) => rejected.push(Rejection { index, reason }),
@@ -62,8 +69,14 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             name: p.name,
             description: p.description,
         },
-        Payload::MemberAdded(p) => Mutation::PutMember { user_id: p.user_id, role: p.role },
-        Payload::MemberRoleChanged(p) => Mutation::PutMember { user_id: p.user_id, role: p.role },
+        Payload::MemberAdded(p) => Mutation::PutMember {
+            user_id: p.user_id,
+            role: p.role,
+        },
+        Payload::MemberRoleChanged(p) => Mutation::PutMember {
+            user_id: p.user_id,
+            role: p.role,
+        },
         Payload::MemberRemoved(p) => Mutation::RemoveMember { user_id: p.user_id },
         Payload::MessagePosted(p) => Mutation::PostMessage {
             message_id: p.message_id,
@@ -73,11 +86,25 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             reply_to: p.reply_to,
             mentions: p.mentions,
         },
-        Payload::MessageEdited(p) => Mutation::EditMessage { seq: p.seq, body: p.body },
+        Payload::MessageEdited(p) => Mutation::EditMessage {
+            seq: p.seq,
+            body: p.body,
+        },
         Payload::MessageDeleted(p) => Mutation::DeleteMessage { seq: p.seq },
-        Payload::ReactionAdded(p) => Mutation::AddReaction { seq: p.seq, emoji: p.emoji, user_id: actor },
-        Payload::ReactionRemoved(p) => Mutation::RemoveReaction { seq: p.seq, emoji: p.emoji, user_id: actor },
-        Payload::ReadUpTo(p) => Mutation::MarkRead { user_id: actor, seq: p.seq },
+        Payload::ReactionAdded(p) => Mutation::AddReaction {
+            seq: p.seq,
+            emoji: p.emoji,
+            user_id: actor,
+        },
+        Payload::ReactionRemoved(p) => Mutation::RemoveReaction {
+            seq: p.seq,
+            emoji: p.emoji,
+            user_id: actor,
+        },
+        Payload::ReadUpTo(p) => Mutation::MarkRead {
+            user_id: actor,
+            seq: p.seq,
+        },
         Payload::DeliveredUpTo(p) => Mutation::MarkDelivered {
             user_id: actor,
             device_id: event.actor.device_id,

@@ -65,24 +65,35 @@ impl Stage for RouterStage {
         let mut local_count = 0u64;
         for (index, record) in batch.iter().enumerate() {
             let Some(bytes) = record.payload.as_deref() else {
-                rejected.push(Rejection { index, reason: "record has no value".into() });
+                rejected.push(Rejection {
+                    index,
+                    reason: "record has no value".into(),
+                });
                 continue;
             };
             let event: ChatEvent = match self.codec.decode(bytes) {
                 Ok(e) => e,
                 Err(e) => {
-                    rejected.push(Rejection { index, reason: e.to_string() });
+                    rejected.push(Rejection {
+                        index,
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
-            let audience = membership.audience(&*self.store, record.offset, &event).await?;
+            let audience = membership
+                .audience(&*self.store, record.offset, &event)
+                .await?;
             targets.clear();
             for user in &audience {
                 self.presence.devices_of(user, &mut targets);
             }
             let mut by_node: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for (node, device) in &targets {
-                by_node.entry(node.as_str()).or_default().push(device.clone());
+                by_node
+                    .entry(node.as_str())
+                    .or_default()
+                    .push(device.clone());
             }
             for (node, devices) in by_node {
                 let delivery = Delivery {
@@ -97,8 +108,15 @@ impl Stage for RouterStage {
                         local_count += 1;
                     }
                     _ => {
-                        let value = self.codec.encode(&delivery).map_err(|e| StageError(e.to_string()))?;
-                        deliveries.push((topics::inbox(node), event.conversation_id.clone(), value));
+                        let value = self
+                            .codec
+                            .encode(&delivery)
+                            .map_err(|e| StageError(e.to_string()))?;
+                        deliveries.push((
+                            topics::inbox(node),
+                            event.conversation_id.clone(),
+                            value,
+                        ));
                     }
                 }
             }
@@ -109,8 +127,11 @@ impl Stage for RouterStage {
         let sends = deliveries
             .iter()
             .map(|(topic, key, value)| self.producer.send(topic, key.as_bytes(), value, None));
-        try_join_all(sends).await.map_err(|e| StageError(format!("inbox produce: {e}")))?;
-        metrics::counter!("chatflow_router_deliveries_total").increment(deliveries.len() as u64 + local_count);
+        try_join_all(sends)
+            .await
+            .map_err(|e| StageError(format!("inbox produce: {e}")))?;
+        metrics::counter!("chatflow_router_deliveries_total")
+            .increment(deliveries.len() as u64 + local_count);
         Ok(rejected)
     }
 }

@@ -37,15 +37,19 @@ impl Membership {
                 Payload::MemberAdded(p) => {
                     members.insert(p.user_id.clone());
                 }
-                Payload::MemberRemoved(p) => {
-                    if members.remove(&p.user_id) {
-                        extra = Some(p.user_id.clone());
-                    }
+                Payload::MemberRemoved(p) if members.remove(&p.user_id) => {
+                    extra = Some(p.user_id.clone());
                 }
                 _ => {}
             }
         }
-        let mut audience: Vec<String> = self.members.get(cid).into_iter().flatten().cloned().collect();
+        let mut audience: Vec<String> = self
+            .members
+            .get(cid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         audience.extend(extra);
         Ok(audience)
     }
@@ -55,10 +59,16 @@ impl Membership {
 /// applied `seq` itself; until then this is a transient failure and the
 /// runtime retries the batch.
 async fn load(store: &dyn Store, cid: &str, seq: i64) -> Result<HashSet<String>, StageError> {
-    let conversation = store.conversation(cid).await.map_err(|e| StageError(e.to_string()))?;
+    let conversation = store
+        .conversation(cid)
+        .await
+        .map_err(|e| StageError(e.to_string()))?;
     match conversation {
         Some(c) if c.last_seq >= seq => {
-            let members = store.members(cid).await.map_err(|e| StageError(e.to_string()))?;
+            let members = store
+                .members(cid)
+                .await
+                .map_err(|e| StageError(e.to_string()))?;
             Ok(members.into_iter().map(|m| m.user_id).collect())
         }
         _ => Err(StageError(format!(

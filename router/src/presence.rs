@@ -21,7 +21,9 @@ pub struct PresenceView {
 
 impl PresenceView {
     pub fn apply(&self, p: &DevicePresence) {
-        let Ok(mut online) = self.online.write() else { return };
+        let Ok(mut online) = self.online.write() else {
+            return;
+        };
         let devices = online.entry(p.user_id.clone()).or_default();
         if p.online {
             devices.insert(p.device_id.clone(), p.node.clone());
@@ -37,7 +39,9 @@ impl PresenceView {
 
     /// `(node, "user/device")` for every online device of `user_id`.
     pub fn devices_of(&self, user_id: &str, out: &mut Vec<(String, String)>) {
-        let Ok(online) = self.online.read() else { return };
+        let Ok(online) = self.online.read() else {
+            return;
+        };
         if let Some(devices) = online.get(user_id) {
             for (device, node) in devices {
                 out.push((node.clone(), format!("{user_id}/{device}")));
@@ -60,11 +64,19 @@ pub fn follow(
     shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let codec = Codec::new();
-    streams::follow::follow(config, topics::PRESENCE, From::Beginning, fetch_wait, ready, shutdown, move |m| {
-        match m.payload().map(|p| codec.decode::<DevicePresence>(p)) {
+    streams::follow::follow(
+        config,
+        topics::PRESENCE,
+        From::Beginning,
+        fetch_wait,
+        ready,
+        shutdown,
+        move |m| match m.payload().map(|p| codec.decode::<DevicePresence>(p)) {
             Some(Ok(p)) => view.apply(&p),
-            Some(Err(e)) => warn!(offset = m.offset(), error = %e, "undecodable presence record skipped"),
+            Some(Err(e)) => {
+                warn!(offset = m.offset(), error = %e, "undecodable presence record skipped")
+            }
             None => {}
-        }
-    })
+        },
+    )
 }

@@ -1,8 +1,8 @@
 //! Avro encoding in Confluent framing: magic byte 0, the schema id as a
 //! big-endian u32, then the Avro binary datum.
 
-use apache_avro::types::Value;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value, to_value};
 use serde::Serialize;
@@ -191,7 +191,9 @@ fn split_header(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
 fn record_fields(value: Value) -> Result<Vec<(String, Value)>, CodecError> {
     match value {
         Value::Record(fields) => Ok(fields),
-        other => Err(CodecError::Avro(format!("expected a record, got {other:?}"))),
+        other => Err(CodecError::Avro(format!(
+            "expected a record, got {other:?}"
+        ))),
     }
 }
 
@@ -206,14 +208,18 @@ fn take(fields: &mut Vec<(String, Value)>, name: &str) -> Result<Value, CodecErr
 fn string(value: Value) -> Result<String, CodecError> {
     match value {
         Value::String(s) => Ok(s),
-        other => Err(CodecError::Avro(format!("expected a string, got {other:?}"))),
+        other => Err(CodecError::Avro(format!(
+            "expected a string, got {other:?}"
+        ))),
     }
 }
 
 fn millis(value: Value) -> Result<i64, CodecError> {
     match value {
         Value::TimestampMillis(t) | Value::Long(t) => Ok(t),
-        other => Err(CodecError::Avro(format!("expected a timestamp, got {other:?}"))),
+        other => Err(CodecError::Avro(format!(
+            "expected a timestamp, got {other:?}"
+        ))),
     }
 }
 
@@ -249,7 +255,10 @@ impl Record for ChatEvent {
                 "conversation_id".into(),
                 Value::String(self.conversation_id.clone()),
             ),
-            ("occurred_at".into(), Value::TimestampMillis(self.occurred_at)),
+            (
+                "occurred_at".into(),
+                Value::TimestampMillis(self.occurred_at),
+            ),
             ("actor".into(), to_value(&self.actor)?),
             ("payload".into(), payload),
         ]))
@@ -276,7 +285,11 @@ impl Record for ChatEvent {
                     other => return Err(CodecError::UnknownBranch(other as usize)),
                 }
             }
-            other => return Err(CodecError::Avro(format!("payload is not a union: {other:?}"))),
+            other => {
+                return Err(CodecError::Avro(format!(
+                    "payload is not a union: {other:?}"
+                )));
+            }
         };
         Ok(ChatEvent {
             event_id: string(take(&mut fields, "event_id")?)?,

@@ -103,15 +103,27 @@ fn side_records_round_trip() {
         online: true,
         at: 5,
     };
-    assert_eq!(codec.decode::<DevicePresence>(&codec.encode(&presence).unwrap()).unwrap(), presence);
+    assert_eq!(
+        codec
+            .decode::<DevicePresence>(&codec.encode(&presence).unwrap())
+            .unwrap(),
+        presence
+    );
     let typing = Typing {
         conversation_id: "c".into(),
         user_id: "u".into(),
         device_id: "d".into(),
         at: 6,
     };
-    assert_eq!(codec.decode::<Typing>(&codec.encode(&typing).unwrap()).unwrap(), typing);
-    let inner = codec.encode(&event(Payload::ReadUpTo(ReadUpTo { seq: 1 }))).unwrap();
+    assert_eq!(
+        codec
+            .decode::<Typing>(&codec.encode(&typing).unwrap())
+            .unwrap(),
+        typing
+    );
+    let inner = codec
+        .encode(&event(Payload::ReadUpTo(ReadUpTo { seq: 1 })))
+        .unwrap();
     let delivery = Delivery {
         conversation_id: "c-1".into(),
         seq: 3,
@@ -127,15 +139,29 @@ fn side_records_round_trip() {
 #[test]
 fn bad_bytes_are_errors_not_panics() {
     let codec = Codec::new();
-    assert!(matches!(codec.decode::<ChatEvent>(&[]), Err(CodecError::Truncated)));
-    assert!(matches!(codec.decode::<ChatEvent>(&[1, 0, 0, 0, 1, 2]), Err(CodecError::Magic(1))));
+    assert!(matches!(
+        codec.decode::<ChatEvent>(&[]),
+        Err(CodecError::Truncated)
+    ));
+    assert!(matches!(
+        codec.decode::<ChatEvent>(&[1, 0, 0, 0, 1, 2]),
+        Err(CodecError::Magic(1))
+    ));
     assert!(matches!(
         codec.decode::<ChatEvent>(&[0, 0, 0, 0, 2, 2]),
-        Err(CodecError::WrongSchema { expected: 1, found: 2 })
+        Err(CodecError::WrongSchema {
+            expected: 1,
+            found: 2
+        })
     ));
-    let good = codec.encode(&event(Payload::ReadUpTo(ReadUpTo { seq: 1 }))).unwrap();
+    let good = codec
+        .encode(&event(Payload::ReadUpTo(ReadUpTo { seq: 1 })))
+        .unwrap();
     for cut in 5..good.len() {
-        assert!(codec.decode::<ChatEvent>(&good[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            codec.decode::<ChatEvent>(&good[..cut]).is_err(),
+            "cut at {cut}"
+        );
     }
     let mut garbage = vec![0, 0, 0, 0, 1];
     garbage.extend_from_slice(&[0xff; 32]);

@@ -23,23 +23,40 @@ pub fn router() -> Router {
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}/versions", get(versions))
         .route("/subjects/{subject}/versions/{version}", get(version))
-        .route("/subjects/{subject}/versions/{version}/schema", get(raw_version))
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(raw_version),
+        )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], Json(body)).into_response()
 }
 
-/// Confluent's error shape: `{"error_code", "message"}`.
-fn not_found(code: u32, message: String) -> Response {
-    reply(StatusCode::NOT_FOUND, json!({"error_code": code, "message": message}))
+/// Confluent's error shape: `{"error_code", "message"}`, always a 404 here.
+struct NotFound(u32, String);
+
+impl IntoResponse for NotFound {
+    fn into_response(self) -> Response {
+        reply(
+            StatusCode::NOT_FOUND,
+            json!({"error_code": self.0, "message": self.1}),
+        )
+    }
+}
+
+fn not_found(code: u32, message: String) -> NotFound {
+    NotFound(code, message)
 }
 
 async fn config() -> Response {
-    reply(StatusCode::OK, json!({"compatibilityLevel": "BACKWARD_TRANSITIVE"}))
+    reply(
+        StatusCode::OK,
+        json!({"compatibilityLevel": "BACKWARD_TRANSITIVE"}),
+    )
 }
 
-fn by_id(id: &str) -> Result<SchemaId, Response> {
+fn by_id(id: &str) -> Result<SchemaId, NotFound> {
     id.parse::<u32>()
         .ok()
         .and_then(SchemaId::from_id)
@@ -49,14 +66,14 @@ fn by_id(id: &str) -> Result<SchemaId, Response> {
 async fn schema_by_id(Path(id): Path<String>) -> Response {
     match by_id(&id) {
         Ok(schema) => reply(StatusCode::OK, json!({"schema": compact(schema)})),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn raw_schema_by_id(Path(id): Path<String>) -> Response {
     match by_id(&id) {
         Ok(schema) => raw(schema),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -65,7 +82,7 @@ pub fn subject_of(schema: SchemaId) -> String {
     format!("{}-value", schema.topic())
 }
 
-fn by_subject(subject: &str) -> Result<SchemaId, Response> {
+fn by_subject(subject: &str) -> Result<SchemaId, NotFound> {
     let topic = subject.strip_suffix("-value");
     SchemaId::ALL
         .into_iter()
@@ -89,11 +106,11 @@ async fn subjects() -> Response {
 async fn versions(Path(subject): Path<String>) -> Response {
     match by_subject(&subject) {
         Ok(_) => reply(StatusCode::OK, json!([1])),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
-fn check_version(version: &str) -> Result<(), Response> {
+fn check_version(version: &str) -> Result<(), NotFound> {
     match version {
         "1" | "latest" | "-1" => Ok(()),
         other => Err(not_found(40402, format!("Version {other} not found."))),
@@ -106,14 +123,14 @@ async fn version(Path((subject, v)): Path<(String, String)>) -> Response {
             StatusCode::OK,
             json!({"subject": subject, "version": 1, "id": schema.id(), "schema": compact(schema)}),
         ),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn raw_version(Path((subject, v)): Path<(String, String)>) -> Response {
     match by_subject(&subject).and_then(|s| check_version(&v).map(|_| s)) {
         Ok(schema) => raw(schema),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -4,7 +4,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError, UserConversation};
+use crate::{
+    Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError,
+    UserConversation,
+};
 
 pub(crate) fn conv_pk(conversation_id: &str) -> String {
     format!("CONV#{conversation_id}")
@@ -83,7 +86,13 @@ fn apply_mutation(
     let cid = write.conversation_id.as_str();
     let pk = conv_pk(cid);
     match mutation {
-        Mutation::CreateConversation { kind, name, description, created_by, members } => {
+        Mutation::CreateConversation {
+            kind,
+            name,
+            description,
+            created_by,
+            members,
+        } => {
             if meta.is_some() {
                 return Ok(());
             }
@@ -119,7 +128,14 @@ fn apply_mutation(
             items.delete(&pk, &member_sk(user_id));
             items.delete(&user_pk(user_id), &user_conv_sk(cid));
         }
-        Mutation::PostMessage { message_id, sender_id, client_msg_id, body, reply_to, mentions } => {
+        Mutation::PostMessage {
+            message_id,
+            sender_id,
+            client_msg_id,
+            body,
+            reply_to,
+            mentions,
+        } => {
             let client_key = client_sk(sender_id, client_msg_id);
             if items.get::<i64>(&pk, &client_key)?.is_some() {
                 return Ok(());
@@ -157,14 +173,22 @@ fn apply_mutation(
             m.reactions.clear();
             m.mentions.clear();
         })?,
-        Mutation::AddReaction { seq, emoji, user_id } => update_message(items, &pk, *seq, |m| {
+        Mutation::AddReaction {
+            seq,
+            emoji,
+            user_id,
+        } => update_message(items, &pk, *seq, |m| {
             let users = m.reactions.entry(emoji.clone()).or_default();
             if !m.deleted && !users.contains(user_id) {
                 users.push(user_id.clone());
             }
             m.reactions.retain(|_, users| !users.is_empty());
         })?,
-        Mutation::RemoveReaction { seq, emoji, user_id } => update_message(items, &pk, *seq, |m| {
+        Mutation::RemoveReaction {
+            seq,
+            emoji,
+            user_id,
+        } => update_message(items, &pk, *seq, |m| {
             if let Some(users) = m.reactions.get_mut(emoji) {
                 users.retain(|u| u != user_id);
             }
@@ -177,7 +201,11 @@ fn apply_mutation(
                 items.put(&pk, &member_sk(user_id), &member)?;
             }
         }
-        Mutation::MarkDelivered { user_id, device_id, seq } => {
+        Mutation::MarkDelivered {
+            user_id,
+            device_id,
+            seq,
+        } => {
             if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id))? {
                 member.last_delivered_seq = member.last_delivered_seq.max(*seq);
                 items.put(&pk, &member_sk(user_id), &member)?;
@@ -201,7 +229,10 @@ fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &
     let cid = write.conversation_id.as_str();
     let pk = conv_pk(cid);
     let member = match items.get::<Member>(&pk, &member_sk(user_id))? {
-        Some(existing) => Member { role: role.to_owned(), ..existing },
+        Some(existing) => Member {
+            role: role.to_owned(),
+            ..existing
+        },
         None => Member {
             user_id: user_id.to_owned(),
             role: role.to_owned(),
@@ -213,7 +244,9 @@ fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &
     items.put(&pk, &member_sk(user_id), &member)?;
     let upk = user_pk(user_id);
     let usk = user_conv_sk(cid);
-    let muted = items.get::<UserConversation>(&upk, &usk)?.is_some_and(|u| u.muted);
+    let muted = items
+        .get::<UserConversation>(&upk, &usk)?
+        .is_some_and(|u| u.muted);
     items.put(
         &upk,
         &usk,

@@ -42,7 +42,9 @@ fn key(pk: &str, sk: &str) -> Vec<u8> {
 impl FjallStore {
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::builder(path).open().map_err(err)?;
-        let items = db.keyspace("items", KeyspaceCreateOptions::default).map_err(err)?;
+        let items = db
+            .keyspace("items", KeyspaceCreateOptions::default)
+            .map_err(err)?;
         Ok(FjallStore {
             inner: Arc::new(Inner {
                 db,
@@ -100,10 +102,16 @@ impl Store for FjallStore {
     async fn apply(&self, events: Vec<EventWrite>) -> Result<Vec<bool>> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let _guard = inner.write_lock.lock().map_err(|_| StoreError::Transient("lock poisoned".into()))?;
+            let _guard = inner
+                .write_lock
+                .lock()
+                .map_err(|_| StoreError::Transient("lock poisoned".into()))?;
             let mut applied = Vec::with_capacity(events.len());
             for write in &events {
-                let mut tx = Tx { items: &inner.items, pending: HashMap::new() };
+                let mut tx = Tx {
+                    items: &inner.items,
+                    pending: HashMap::new(),
+                };
                 applied.push(apply::apply_event(&mut tx, write)?);
                 // One atomic batch per event: an event is applied whole or not at all.
                 let mut batch = inner.db.batch();
@@ -154,13 +162,19 @@ impl Store for FjallStore {
 
     async fn messages(&self, conversation_id: &str, page: Page) -> Result<MessagePage> {
         let pk = conv_pk(conversation_id);
-        let lower = key(&pk, &msg_sk(page.after.map_or(0, |a| a.saturating_add(1)).max(0)));
+        let lower = key(
+            &pk,
+            &msg_sk(page.after.map_or(0, |a| a.saturating_add(1)).max(0)),
+        );
         let upper = match page.before {
             Some(b) => key(&pk, &msg_sk(b.max(0))),
             None => key(&pk, "MSG$"), // '$' sorts right after '#'
         };
         if lower >= upper || page.limit == 0 {
-            return Ok(MessagePage { messages: vec![], has_more: false });
+            return Ok(MessagePage {
+                messages: vec![],
+                has_more: false,
+            });
         }
         let range = self.inner.items.range(lower..upper);
         let take = |it: &mut dyn Iterator<Item = fjall::Guard>| -> Result<(Vec<Message>, bool)> {

@@ -2,8 +2,8 @@
 //! DynamoDB distributed), its items, and the conformance suite each backend
 //! must pass.
 
-pub mod conformance;
 mod apply;
+pub mod conformance;
 mod fjall_store;
 mod model;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 use std::sync::Arc;
 
 use store::{EventWrite, FjallStore, Mutation, Page, Store};
@@ -46,7 +47,16 @@ async fn fjall_keeps_applied_events_across_a_reopen() {
             .unwrap();
     }
     let store = FjallStore::open(dir.path()).unwrap();
-    let page = store.messages("c", Page { limit: 10, ..Page::default() }).await.unwrap();
+    let page = store
+        .messages(
+            "c",
+            Page {
+                limit: 10,
+                ..Page::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.messages[0].body.as_deref(), Some("kept"));
     assert_eq!(store.conversation("c").await.unwrap().unwrap().last_seq, 1);
 }

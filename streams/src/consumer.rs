@@ -151,10 +151,10 @@ pub async fn run_stage(
             break;
         };
         for r in &rejected {
-            if let Some(record) = batch.get(r.index) {
-                if !dlq.send(record, &r.reason, &shutdown).await {
-                    return commit_and_close(&consumer, group);
-                }
+            if let Some(record) = batch.get(r.index)
+                && !dlq.send(record, &r.reason, &shutdown).await
+            {
+                return commit_and_close(&consumer, group);
             }
         }
         store_offsets(&consumer, group, &batch)?;
@@ -166,7 +166,10 @@ pub async fn run_stage(
     commit_and_close(&consumer, group)
 }
 
-fn commit_and_close(consumer: &StreamConsumer<RuntimeContext>, group: &str) -> Result<(), KafkaError> {
+fn commit_and_close(
+    consumer: &StreamConsumer<RuntimeContext>,
+    group: &str,
+) -> Result<(), KafkaError> {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => info!(group, "offsets committed at shutdown"),
         Err(e) => debug!(group, error = %e, "no offsets to commit at shutdown"),
@@ -239,7 +242,9 @@ fn store_offsets(
 ) -> Result<(), KafkaError> {
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for r in batch {
-        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+        let e = next
+            .entry((r.topic.as_str(), r.partition))
+            .or_insert(r.offset + 1);
         *e = (*e).max(r.offset + 1);
     }
     let mut tpl = TopicPartitionList::new();
@@ -275,17 +280,36 @@ impl DeadLetters {
         let partition = record.partition.to_string();
         let headers = || {
             OwnedHeaders::new()
-                .insert(Header { key: "dlq.reason", value: Some(reason) })
-                .insert(Header { key: "dlq.topic", value: Some(&record.topic) })
-                .insert(Header { key: "dlq.partition", value: Some(&partition) })
-                .insert(Header { key: "dlq.offset", value: Some(&offset) })
-                .insert(Header { key: "dlq.group", value: Some(group) })
+                .insert(Header {
+                    key: "dlq.reason",
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "dlq.topic",
+                    value: Some(&record.topic),
+                })
+                .insert(Header {
+                    key: "dlq.partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "dlq.offset",
+                    value: Some(&offset),
+                })
+                .insert(Header {
+                    key: "dlq.group",
+                    value: Some(group),
+                })
         };
         let mut attempt = 0;
         loop {
             let key = record.key.as_deref().unwrap_or_default();
             let payload = record.payload.as_deref().unwrap_or_default();
-            match self.producer.send(&self.topic, key, payload, Some(headers())).await {
+            match self
+                .producer
+                .send(&self.topic, key, payload, Some(headers()))
+                .await
+            {
                 Ok(_) => {
                     warn!(group, topic = %record.topic, partition = record.partition,
                         offset = record.offset, reason, "record dead-lettered");

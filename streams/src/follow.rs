@@ -48,7 +48,9 @@ pub fn follow(
         }
     }
     if tpl.count() == 0 {
-        return Err(KafkaError::Transient(format!("topic {topic} has no partitions yet")));
+        return Err(KafkaError::Transient(format!(
+            "topic {topic} has no partitions yet"
+        )));
     }
     consumer.assign(&tpl)?;
     let topic = topic.to_owned();
@@ -56,19 +58,24 @@ pub fn follow(
         let mut ready = Some(ready);
         let mut handled = 0u64;
         while !shutdown.is_cancelled() {
-            if pending.is_empty() {
-                if let Some(r) = ready.take() {
-                    info!(%topic, records = handled, "caught up");
-                    let _ = r.send(());
-                }
+            if pending.is_empty()
+                && let Some(r) = ready.take()
+            {
+                info!(%topic, records = handled, "caught up");
+                let _ = r.send(());
             }
-            let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
             match result {
                 Ok(m) => {
                     use rdkafka::Message;
                     handle(&m);
                     handled += 1;
-                    if pending.get(&m.partition()).is_some_and(|high| m.offset() + 1 >= *high) {
+                    if pending
+                        .get(&m.partition())
+                        .is_some_and(|high| m.offset() + 1 >= *high)
+                    {
                         pending.remove(&m.partition());
                     }
                 }

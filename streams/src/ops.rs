@@ -55,7 +55,10 @@ pub fn tail(
     let codec = Codec::new();
     let mut printed = 0u64;
     let done = |pos: &[(i32, i64)]| {
-        !opts.follow && ends.iter().all(|(p, high)| pos.iter().any(|(q, o)| q == p && o >= high))
+        !opts.follow
+            && ends
+                .iter()
+                .all(|(p, high)| pos.iter().any(|(q, o)| q == p && o >= high))
     };
     let mut positions: Vec<(i32, i64)> = tpl
         .elements()
@@ -148,14 +151,17 @@ pub fn topics(config: &KafkaConfig, groups: &[String]) -> Result<Vec<TopicInfo>,
         }
         let committed = member.committed_offsets(tpl, TIMEOUT)?;
         for e in committed.elements() {
-            let Offset::Offset(offset) = e.offset() else { continue };
+            let Offset::Offset(offset) = e.offset() else {
+                continue;
+            };
             if let Some(p) = out
                 .iter_mut()
                 .filter(|t| t.topic == e.topic())
                 .flat_map(|t| t.partitions.iter_mut())
                 .find(|p| p.partition == e.partition())
             {
-                p.groups.push((group.clone(), offset, (p.end_offset - offset).max(0)));
+                p.groups
+                    .push((group.clone(), offset, (p.end_offset - offset).max(0)));
             }
         }
     }

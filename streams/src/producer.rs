@@ -48,11 +48,15 @@ impl Producer {
         topic: &str,
         key: &[u8],
         payload: &[u8],
-    ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + Send + 'static, KafkaError> {
+    ) -> Result<impl Future<Output = Result<(i32, i64), KafkaError>> + Send + 'static, KafkaError>
+    {
         let record = FutureRecord::to(topic).key(key).payload(payload);
         let family = topic_family(topic);
         let started = Instant::now();
-        let future = self.inner.send_result(record).map_err(|(e, _)| KafkaError::from(e))?;
+        let future = self
+            .inner
+            .send_result(record)
+            .map_err(|(e, _)| KafkaError::from(e))?;
         Ok(async move {
             let result = future.await;
             metrics::histogram!("chatflow_produce_seconds", "topic" => family)

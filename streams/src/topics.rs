@@ -98,7 +98,9 @@ pub async fn ensure(
             Ok(name) => info!(topic = %name, "topic created"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::Transient(format!("create topic {name}: {code}")));
+                return Err(KafkaError::Transient(format!(
+                    "create topic {name}: {code}"
+                )));
             }
         }
     }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The consumer runtime against the in-process broker.
 
 use std::path::PathBuf;
@@ -9,7 +10,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError, run_stage};
+use streams::{
+    ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError, run_stage,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,9 +25,17 @@ struct TestBroker {
 impl TestBroker {
     async fn start() -> TestBroker {
         let dir = PathBuf::from(".test-data").join(ulid::Ulid::new().to_string());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let broker = broker::EmbeddedBroker::start(port, &dir.join("log.db")).await.unwrap();
-        TestBroker { broker: Some(broker), dir }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let broker = broker::EmbeddedBroker::start(port, &dir.join("log.db"))
+            .await
+            .unwrap();
+        TestBroker {
+            broker: Some(broker),
+            dir,
+        }
     }
 
     fn config(&self) -> KafkaConfig {
@@ -44,7 +55,10 @@ impl Drop for TestBroker {
 async fn produce(config: &KafkaConfig, topic: &str, payloads: &[String]) {
     let producer = Producer::new(config).unwrap();
     for p in payloads {
-        producer.send(topic, b"k", p.as_bytes(), None).await.unwrap();
+        producer
+            .send(topic, b"k", p.as_bytes(), None)
+            .await
+            .unwrap();
     }
 }
 
@@ -76,7 +90,10 @@ impl Stage for Recorder {
         let mut rejected = Vec::new();
         for (index, r) in batch.iter().enumerate() {
             if r.payload.as_deref() == Some(b"poison") {
-                rejected.push(Rejection { index, reason: "cannot decode".into() });
+                rejected.push(Rejection {
+                    index,
+                    reason: "cannot decode".into(),
+                });
             } else {
                 self.done.lock().unwrap().push(r.offset);
             }
@@ -86,7 +103,10 @@ impl Stage for Recorder {
     }
 }
 
-fn recorder(block_at: Option<i64>, transient_failures: u32) -> (Arc<Recorder>, mpsc::UnboundedReceiver<Vec<i64>>) {
+fn recorder(
+    block_at: Option<i64>,
+    transient_failures: u32,
+) -> (Arc<Recorder>, mpsc::UnboundedReceiver<Vec<i64>>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let r = Recorder {
         done: Mutex::default(),
@@ -121,18 +141,37 @@ async fn wait_for(mut check: impl FnMut() -> bool) {
 async fn a_consumer_killed_mid_batch_is_redone_from_what_was_not_stored() {
     let broker = TestBroker::start().await;
     let config = broker.config();
-    topics::ensure(&config, &[TopicSpec { name: "t.kill".into(), partitions: 1, config: vec![] }], 1)
-        .await
-        .unwrap();
+    topics::ensure(
+        &config,
+        &[TopicSpec {
+            name: "t.kill".into(),
+            partitions: 1,
+            config: vec![],
+        }],
+        1,
+    )
+    .await
+    .unwrap();
     let payloads: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
     produce(&config, "t.kill", &payloads).await;
 
     let (first, mut blocked) = recorder(Some(12), 0);
     let task = tokio::spawn({
         let (config, stage) = (config.clone(), first.clone());
-        async move { run_stage(&config, spec("t.kill", "g.kill"), stage, CancellationToken::new()).await }
+        async move {
+            run_stage(
+                &config,
+                spec("t.kill", "g.kill"),
+                stage,
+                CancellationToken::new(),
+            )
+            .await
+        }
     });
-    let in_flight = tokio::time::timeout(Duration::from_secs(30), blocked.recv()).await.unwrap().unwrap();
+    let in_flight = tokio::time::timeout(Duration::from_secs(30), blocked.recv())
+        .await
+        .unwrap()
+        .unwrap();
     task.abort(); // killed: no graceful commit of anything further
     let _ = task.await;
     let stored_before: Vec<i64> = first.done.lock().unwrap().clone();
@@ -149,7 +188,10 @@ async fn a_consumer_killed_mid_batch_is_redone_from_what_was_not_stored() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     // Exactly the records that were not stored: the batch in flight onwards.
-    assert_eq!(*second.done.lock().unwrap(), (in_flight[0]..20).collect::<Vec<_>>());
+    assert_eq!(
+        *second.done.lock().unwrap(),
+        (in_flight[0]..20).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,15 +201,21 @@ async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
     topics::ensure(
         &config,
         &[
-            TopicSpec { name: "t.poison".into(), partitions: 1, config: vec![] },
+            TopicSpec {
+                name: "t.poison".into(),
+                partitions: 1,
+                config: vec![],
+            },
             TopicSpec::dlq("g.poison"),
         ],
         1,
     )
     .await
     .unwrap();
-    let payloads: Vec<String> =
-        ["a", "b", "poison", "c", "d"].iter().map(|s| s.to_string()).collect();
+    let payloads: Vec<String> = ["a", "b", "poison", "c", "d"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     produce(&config, "t.poison", &payloads).await;
 
     let (stage, _) = recorder(None, 2);
@@ -184,7 +232,8 @@ async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
 
     let reader: BaseConsumer = config.reader(Duration::from_millis(20)).create().unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topics::dlq("g.poison"), 0, Offset::Beginning).unwrap();
+    tpl.add_partition_offset(&topics::dlq("g.poison"), 0, Offset::Beginning)
+        .unwrap();
     reader.assign(&tpl).unwrap();
     let m = loop {
         if let Some(m) = reader.poll(Duration::from_millis(500)) {
@@ -195,7 +244,11 @@ async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
     assert_eq!(m.key(), Some(&b"k"[..]));
     let headers = m.headers().unwrap();
     let get = |k: &str| {
-        headers.iter().find(|h| h.key == k).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+        headers
+            .iter()
+            .find(|h| h.key == k)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     assert_eq!(get("dlq.reason").as_deref(), Some("cannot decode"));
     assert_eq!(get("dlq.offset").as_deref(), Some("2"));
