@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use std::time::Duration;
 use tansu_broker::broker::Broker;
 use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::StorageContainer;
-use tokio::task::JoinHandle;
+
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{error, info};
 use url::Url;
@@ -24,10 +26,16 @@ pub enum BrokerError {
     Tansu(String),
 }
 
-/// A running broker; dropping it does not stop it, [`EmbeddedBroker::stop`] does.
+/// A running broker; [`EmbeddedBroker::stop`] stops it.
+///
+/// It runs on a runtime of its own: the application's Kafka clients block
+/// threads while they wait for the broker (a synchronous commit, a flush),
+/// and on a shared runtime those waits could starve the broker that has
+/// to answer them.
 pub struct EmbeddedBroker {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
@@ -47,25 +55,36 @@ impl EmbeddedBroker {
             .map_err(|e| BrokerError::Address(e.to_string()))?;
         let listener = Url::parse(&format!("tcp://{addr}"))
             .map_err(|e| BrokerError::Address(e.to_string()))?;
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(tansu_broker::NODE_ID)
-            .cluster_id("chatflow")
-            .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(listener.clone())
-            .storage(storage)
-            .listener(listener)
-            .silent(true)
-            .build()
+        let (built_tx, built_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-broker".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("broker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = built_tx.send(Err(BrokerError::Io(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(serve(storage, listener, built_tx, stop_rx));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })?;
+        built_rx
             .await
-            .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = broker.serve(Instant::now()).await {
-                error!(error = ?e, "embedded broker stopped");
-            }
-        });
+            .map_err(|_| BrokerError::Tansu("broker thread ended".into()))??;
         wait_listening(addr).await?;
         info!(%addr, "embedded broker listening");
-        Ok(EmbeddedBroker { addr, task })
+        Ok(EmbeddedBroker {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -74,9 +93,57 @@ impl EmbeddedBroker {
 
     /// Stops accepting and drops every connection. Call it after the
     /// stages have flushed their producers and committed their offsets.
-    pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    pub async fn stop(mut self) {
+        self.shut();
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    fn shut(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+async fn serve(
+    storage: Url,
+    listener: Url,
+    built: oneshot::Sender<Result<(), BrokerError>>,
+    stop: oneshot::Receiver<()>,
+) {
+    let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+        .node_id(tansu_broker::NODE_ID)
+        .cluster_id("chatflow")
+        .incarnation_id(uuid::Uuid::new_v4())
+        .advertised_listener(listener.clone())
+        .storage(storage)
+        .listener(listener)
+        .silent(true)
+        .build()
+        .await;
+    let mut broker = match broker {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = built.send(Err(BrokerError::Tansu(format!("{e:?}"))));
+            return;
+        }
+    };
+    let _ = built.send(Ok(()));
+    tokio::select! {
+        result = broker.serve(Instant::now()) => {
+            if let Err(e) = result {
+                error!(error = ?e, "embedded broker stopped");
+            }
+        }
+        _ = stop => {}
     }
 }
 

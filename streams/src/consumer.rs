@@ -158,7 +158,11 @@ pub async fn run_stage(
             }
         }
         store_offsets(&consumer, group, &batch)?;
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // A synchronous commit blocks this thread on the broker: tell the
+        // runtime, so that its other tasks run meanwhile.
+        let committed =
+            tokio::task::block_in_place(|| consumer.commit_consumer_state(CommitMode::Sync));
+        if let Err(e) = committed {
             // Stored offsets stay stored; the next commit carries them.
             warn!(group, error = %e, "commit failed");
         }

@@ -167,3 +167,48 @@ pub fn topics(config: &KafkaConfig, groups: &[String]) -> Result<Vec<TopicInfo>,
     }
     Ok(out)
 }
+
+/// Waits until `group` has committed, on every partition of `topic`, at
+/// least the end offset the partition had when this was called: the group
+/// has then applied everything produced before. Returns false on timeout.
+pub fn wait_caught_up(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<bool, KafkaError> {
+    let started = std::time::Instant::now();
+    let probe: BaseConsumer = config
+        .reader(Duration::from_millis(100))
+        .set("group.id", group)
+        .create()?;
+    let metadata = probe.fetch_metadata(Some(topic), TIMEOUT)?;
+    let mut targets = Vec::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (_, high) = probe.fetch_watermarks(topic, p.id(), TIMEOUT)?;
+            targets.push((p.id(), high));
+        }
+    }
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        for (p, _) in &targets {
+            tpl.add_partition(topic, *p);
+        }
+        let committed = probe.committed_offsets(tpl, TIMEOUT)?;
+        let behind = targets.iter().any(|(p, high)| {
+            let at = committed
+                .find_partition(topic, *p)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(-1);
+            *high > 0 && at < *high
+        });
+        if !behind {
+            return Ok(true);
+        }
+        if started.elapsed() > timeout {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

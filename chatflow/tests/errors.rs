@@ -1,0 +1,182 @@
+#![allow(clippy::unwrap_used)]
+//! Bad input gets the documented error, never a panic or a hung socket.
+
+mod common;
+
+use common::{Api, Chatflow, Ws};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error shape>")
+}
+
+fn sign(secret: &[u8], sub: &str, exp_offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    encode(
+        &Header::default(),
+        &json!({"sub": sub, "exp": now + exp_offset}),
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_frames_get_the_documented_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cf = Chatflow::start(&data).await;
+    let secret = std::fs::read(data.join("dev-secret")).unwrap();
+    let alice = cf.token("alice").await;
+    let a = Api::new(&cf, &alice);
+    let cid = a.create_group(&["bob"]).await;
+    let messages = format!("/v1/conversations/{cid}/messages");
+    let http = reqwest::Client::new();
+
+    // Tokens: missing, forged, expired, garbage.
+    let r = http.get(cf.url(&messages)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r.json().await.unwrap()), "unauthorized");
+    for (token, why) in [
+        (sign(b"not-the-secret", "alice", 3600), "forged"),
+        (sign(&secret, "alice", -3600), "expired"),
+        ("not.a.jwt".to_owned(), "garbage"),
+    ] {
+        let (status, body) = Api::new(&cf, &token).get(&messages).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (401, "unauthorized"),
+            "{why}: {body}"
+        );
+    }
+    let (_, body) = Api::new(&cf, &sign(&secret, "alice", -3600))
+        .get(&messages)
+        .await;
+    assert_eq!(body["error"]["message"], "token expired");
+
+    // Malformed JSON, missing fields, oversize bodies, bad limits.
+    let r = http
+        .post(cf.url(&messages))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{\"client_msg_id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), "invalid_json");
+    let (status, body) = a.post(&messages, json!({"body": "no id"})).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_body"));
+    let (status, body) = a
+        .post(
+            &messages,
+            json!({"client_msg_id": "big", "body": "x".repeat(17 * 1024)}),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (413, "too_large"));
+    let (status, body) = a
+        .post(&messages, json!({"client_msg_id": "bad id!", "body": "x"}))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_id"));
+    let (status, body) = a.get(&format!("{messages}?limit=5000")).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_limit"));
+    let (status, body) = a.get(&format!("{messages}?before=abc")).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_query"));
+    let (status, body) = a
+        .post(
+            "/v1/conversations",
+            json!({"kind": "channel", "members": []}),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_kind"));
+    let (status, body) = a.get("/v1/nothing-here").await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    // Membership: a non-member can neither read nor send; unknown ids are 404.
+    let eve = cf.token("eve").await;
+    let e = Api::new(&cf, &eve);
+    let (status, body) = e.get(&messages).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, body) = e
+        .post(
+            &messages,
+            json!({"client_msg_id": "e1", "body": "let me in"}),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, body) = e.get(&format!("/v1/conversations/{cid}")).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, body) = a.get("/v1/conversations/g:nope/messages").await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    // The socket upgrade needs a valid token and a device id.
+    let url = format!("ws://{}/v1/ws?device_id=d", cf.http);
+    assert!(
+        tokio_tungstenite::connect_async(url).await.is_err(),
+        "no token, no socket"
+    );
+    let url = format!("ws://{}/v1/ws?token={alice}", cf.http);
+    assert!(
+        tokio_tungstenite::connect_async(url).await.is_err(),
+        "no device, no socket"
+    );
+
+    // Frames: each bad one gets an error frame and the socket stays usable.
+    let mut ws = Ws::connect(&cf, &alice, "a-1").await;
+    ws.send_raw("{not json".into()).await;
+    assert_eq!(ws.until("error").await.0["code"], "invalid_json");
+    ws.send(json!({"type": "teleport"})).await;
+    assert_eq!(ws.until("error").await.0["code"], "unknown_type");
+    ws.send(json!({"type": "send", "conversation_id": cid}))
+        .await;
+    assert_eq!(ws.until("error").await.0["code"], "invalid_frame");
+    ws.send(json!({"type": "send", "conversation_id": cid, "client_msg_id": "big", "body": "x".repeat(70 * 1024)}))
+        .await;
+    assert_eq!(ws.until("error").await.0["code"], "too_large");
+    ws.send(json!({"type": "ping"})).await;
+    ws.until("pong").await;
+
+    let mut ew = Ws::connect(&cf, &eve, "e-1").await;
+    ew.send(
+        json!({"type": "send", "conversation_id": cid, "client_msg_id": "sneak", "body": "hi"}),
+    )
+    .await;
+    let (err, _) = ew.until("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["ref"].as_str()),
+        (Some("forbidden"), Some("sneak"))
+    );
+    ew.send(json!({"type": "resume", "cursors": {cid.clone(): -1}}))
+        .await;
+    let (resumed, before) = ew.until("resumed").await;
+    assert_eq!(resumed["events"], 0);
+    assert!(
+        before
+            .iter()
+            .all(|f| f["type"] == "error" && f["code"] == "forbidden"),
+        "{before:?}"
+    );
+
+    // Garbage, again and again: disconnected with 1008.
+    let mut bad = Ws::connect(&cf, &alice, "a-2").await;
+    for _ in 0..5 {
+        bad.send_raw("garbage".into()).await;
+    }
+    assert_eq!(bad.closed_with().await, Some(1008));
+
+    // Nothing broke: the server answers and alice can still send.
+    assert_eq!(
+        http.get(cf.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    let (status, _) = a
+        .post(
+            &messages,
+            json!({"client_msg_id": "still-ok", "body": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
