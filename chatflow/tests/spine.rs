@@ -149,3 +149,57 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     let status = cf.stop().await;
     assert!(status.success());
 }
+
+/// Separate gateway processes receive through `chat.inbox.<node>`; the
+/// all-in-one process can be told to take that path too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_travel_through_the_node_inbox_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start_with(&dir.path().join("data"), &["--local-delivery", "false"]).await;
+    let (ta, tb) = (cf.token("alice").await, cf.token("bob").await);
+    let cid = Api::new(&cf, &ta).create_group(&["bob"]).await;
+    let mut wb = Ws::connect(&cf, &tb, "b-web").await;
+    wb.send(json!({"type": "resume", "cursors": {}})).await;
+    wb.until("resumed").await;
+    // Bob's online presence reaches the router through chat.presence; send
+    // until a message arrives live, then check it is the last one sent.
+    let a = Api::new(&cf, &ta);
+    let mut sent = Vec::new();
+    let event = loop {
+        let (status, ack) = a
+            .post(
+                &format!("/v1/conversations/{cid}/messages"),
+                json!({"client_msg_id": format!("i{}", sent.len()), "body": "via inbox"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        sent.push(ack["seq"].as_i64().unwrap());
+        let next = tokio::time::timeout(std::time::Duration::from_millis(1500), async {
+            loop {
+                let (event, _) = wb.until("event").await;
+                if event["kind"] == "message_posted" {
+                    return event;
+                }
+            }
+        })
+        .await;
+        if let Ok(event) = next {
+            break event;
+        }
+        assert!(sent.len() < 20, "no live delivery through the inbox");
+    };
+    assert_eq!(event["data"]["body"], "via inbox", "{event}");
+    assert!(sent.contains(&event["seq"].as_i64().unwrap()));
+
+    let tail = cf.cli(&["tail", "chat.inbox.node-1"]);
+    let deliveries: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let d = deliveries
+        .iter()
+        .find(|d| d["value"]["seq"] == event["seq"])
+        .expect("the delivery is on the inbox topic");
+    assert_eq!(d["value"]["devices"], json!(["bob/b-web"]));
+    assert_eq!(d["value"]["event"]["payload"]["body"], "via inbox");
+}
