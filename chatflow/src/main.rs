@@ -2,6 +2,7 @@
 //! every stage in one process, with the embedded broker and store by
 //! default; the other subcommands are operators' tools.
 
+mod bench;
 mod config;
 mod serve;
 mod tools;
@@ -31,6 +32,8 @@ enum Command {
     Tail(tools::TailArgs),
     /// List topics with partitions, end offsets and each consumer group's lag.
     Topics(tools::TopicsArgs),
+    /// Measure send→receive latency and throughput against a fresh chatflow.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Token(args)) => tools::token(args),
         Some(Command::Tail(args)) => runtime.block_on(tools::tail(args)),
         Some(Command::Topics(args)) => tools::topics(args),
+        Some(Command::Bench(args)) => runtime.block_on(bench::run(args)),
     }
 }

@@ -87,6 +87,26 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     assert_eq!(events_of(&got, seq), 0);
     assert_eq!(resumed["events"], 0);
 
+    // The pipeline reports itself in Prometheus format.
+    let metrics = reqwest::get(cf.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "chatflow_stage_events_total{stage=\"persister\"}",
+        "chatflow_stage_events_total{stage=\"router\"}",
+        "chatflow_stage_batch_seconds_count{stage=\"router\"}",
+        "chatflow_produce_seconds_count{topic=\"chat.events\"}",
+        "chatflow_gateway_sockets_open 3",
+        "chatflow_gateway_frames_in_total",
+        "chatflow_gateway_frames_out_total",
+        "chatflow_router_deliveries_total",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+
     drop((wa, wb, wc));
     cf.restart().await;
 
