@@ -121,40 +121,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         threads.push(inbox_thread);
     }
 
-    {
-        let stage = Arc::new(persister::Persister::new(store.clone()));
-        let spec = ConsumerSpec {
-            group: persister::GROUP.into(),
-            topics: vec![topics::EVENTS.into()],
-            max_batch: 1000,
-            fetch_wait: args.store_fetch_wait(),
-        };
-        let (kafka, token) = (kafka.clone(), shutdown.child_token());
-        tasks.spawn(async move {
-            run_stage(&kafka, spec, stage, token)
-                .await
-                .map_err(anyhow::Error::from)
-        });
+    let persister = Arc::new(persister::Persister::new(store.clone()));
+    spawn_stage(
+        &mut tasks,
+        &kafka,
+        persister::GROUP,
+        1000,
+        args.store_fetch_wait(),
+        persister,
+        &shutdown,
+    );
+    let mut router = router::RouterStage::new(store.clone(), presence, producer.clone());
+    if args.local_delivery {
+        router = router.with_local_inbox(&args.node_id, Arc::new(LocalGateway(gateway.clone())));
     }
-    {
-        let mut stage = router::RouterStage::new(store.clone(), presence, producer.clone());
-        if args.local_delivery {
-            stage = stage.with_local_inbox(&args.node_id, Arc::new(LocalGateway(gateway.clone())));
-        }
-        let stage = Arc::new(stage);
-        let spec = ConsumerSpec {
-            group: router::GROUP.into(),
-            topics: vec![topics::EVENTS.into()],
-            max_batch: 500,
-            fetch_wait: args.live_fetch_wait(),
-        };
-        let (kafka, token) = (kafka.clone(), shutdown.child_token());
-        tasks.spawn(async move {
-            run_stage(&kafka, spec, stage, token)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-    }
+    spawn_stage(
+        &mut tasks,
+        &kafka,
+        router::GROUP,
+        500,
+        args.live_fetch_wait(),
+        Arc::new(router),
+        &shutdown,
+    );
 
     let registry_addr = if args.registry != "off" && args.kafka.kafka == "embedded" {
         let listener = tokio::net::TcpListener::bind(&args.registry)
@@ -239,6 +228,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Runs a stage over `chat.events` in its consumer group.
+fn spawn_stage(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    kafka: &KafkaConfig,
+    group: &str,
+    max_batch: usize,
+    fetch_wait: Duration,
+    stage: Arc<dyn streams::Stage>,
+    shutdown: &CancellationToken,
+) {
+    let spec = ConsumerSpec {
+        group: group.into(),
+        topics: vec![topics::EVENTS.into()],
+        max_batch,
+        fetch_wait,
+    };
+    let (kafka, token) = (kafka.clone(), shutdown.child_token());
+    tasks.spawn(async move {
+        run_stage(&kafka, spec, stage, token)
+            .await
+            .map_err(anyhow::Error::from)
+    });
 }
 
 /// The router's deliveries for this process's own gateway node.

@@ -261,10 +261,9 @@ async fn handle(
             conversation_id,
             seq,
         } => {
-            gw.require_member(&conversation_id, &claims.sub)
-                .await
-                .map_err(with_ref)?;
-            gw.publish(
+            receipt(
+                gw,
+                claims,
                 &conversation_id,
                 actor(),
                 Payload::ReadUpTo(ReadUpTo { seq }),
@@ -276,16 +275,10 @@ async fn handle(
             conversation_id,
             seq,
         } => {
-            gw.require_member(&conversation_id, &claims.sub)
+            let payload = Payload::DeliveredUpTo(DeliveredUpTo { seq });
+            receipt(gw, claims, &conversation_id, actor(), payload)
                 .await
                 .map_err(with_ref)?;
-            gw.publish(
-                &conversation_id,
-                actor(),
-                Payload::DeliveredUpTo(DeliveredUpTo { seq }),
-            )
-            .await
-            .map_err(with_ref)?;
         }
         ClientFrame::Typing { conversation_id } => {
             gw.require_member(&conversation_id, &claims.sub)
@@ -298,6 +291,18 @@ async fn handle(
         ClientFrame::Resume { cursors } => resume(gw, socket, claims, cursors).await?,
     }
     Ok(())
+}
+
+/// A read or delivered receipt: an event on the log, from members only.
+async fn receipt(
+    gw: &Gateway,
+    claims: &Claims,
+    cid: &str,
+    actor: Actor,
+    payload: Payload,
+) -> Result<(), ApiError> {
+    gw.require_member(cid, &claims.sub).await?;
+    gw.publish(cid, actor, payload).await.map(|_| ())
 }
 
 /// Sends each named conversation's events after its cursor from the store,
