@@ -180,3 +180,56 @@ async fn bad_requests_and_frames_get_the_documented_errors() {
         .await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_and_idle_sockets_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start_with(
+        &dir.path().join("data"),
+        &[
+            "--rate",
+            "0.5",
+            "--rate-burst",
+            "2",
+            "--idle-timeout-secs",
+            "2",
+        ],
+    )
+    .await;
+    let alice = cf.token("alice").await;
+    let a = Api::new(&cf, &alice);
+    let cid = a.create_group(&["bob"]).await; // takes one token
+    let messages = format!("/v1/conversations/{cid}/messages");
+    let (status, _) = a
+        .post(&messages, json!({"client_msg_id": "r1", "body": "one"}))
+        .await;
+    assert_eq!(status, 201);
+    let r = reqwest::Client::new()
+        .post(cf.url(&messages))
+        .bearer_auth(&alice)
+        .json(&json!({"client_msg_id": "r2", "body": "two"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(&r.json().await.unwrap()), "rate_limited");
+
+    let mut ws = Ws::connect(&cf, &alice, "a-1").await;
+    ws.send(
+        json!({"type": "send", "conversation_id": cid, "client_msg_id": "r3", "body": "three"}),
+    )
+    .await;
+    let (err, _) = ws.until("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["ref"].as_str()),
+        (Some("rate_limited"), Some("r3"))
+    );
+    // Then silence: the server closes the idle socket.
+    assert_eq!(ws.closed_with().await, Some(1000));
+}
