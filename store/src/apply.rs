@@ -36,12 +36,12 @@ pub(crate) fn device_sk(device_id: &str) -> String {
 
 /// A transactional view of the items: reads see this transaction's writes.
 pub(crate) trait Items {
-    fn get_raw(&mut self, pk: &str, sk: &str) -> Result<Option<Vec<u8>>>;
+    async fn get_raw(&mut self, pk: &str, sk: &str) -> Result<Option<Vec<u8>>>;
     fn put_raw(&mut self, pk: &str, sk: &str, value: Vec<u8>);
     fn delete(&mut self, pk: &str, sk: &str);
 
-    fn get<T: DeserializeOwned>(&mut self, pk: &str, sk: &str) -> Result<Option<T>> {
-        match self.get_raw(pk, sk)? {
+    async fn get<T: DeserializeOwned>(&mut self, pk: &str, sk: &str) -> Result<Option<T>> {
+        match self.get_raw(pk, sk).await? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
@@ -59,14 +59,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Applies one event; false when the conversation already applied it.
-pub(crate) fn apply_event(items: &mut impl Items, write: &EventWrite) -> Result<bool> {
+pub(crate) async fn apply_event(items: &mut impl Items, write: &EventWrite) -> Result<bool> {
     let pk = conv_pk(&write.conversation_id);
-    let mut meta: Option<Conversation> = items.get(&pk, META)?;
+    let mut meta: Option<Conversation> = items.get(&pk, META).await?;
     if meta.as_ref().is_some_and(|m| m.last_seq >= write.seq) {
         return Ok(false);
     }
     for mutation in &write.mutations {
-        apply_mutation(items, write, &mut meta, mutation)?;
+        apply_mutation(items, write, &mut meta, mutation).await?;
     }
     // Events for a conversation that was never created (a replay that
     // starts mid-log) still advance nothing visible: no META, no items.
@@ -77,7 +77,7 @@ pub(crate) fn apply_event(items: &mut impl Items, write: &EventWrite) -> Result<
     Ok(true)
 }
 
-fn apply_mutation(
+async fn apply_mutation(
     items: &mut impl Items,
     write: &EventWrite,
     meta: &mut Option<Conversation>,
@@ -108,7 +108,7 @@ fn apply_mutation(
                 last_activity_at: write.at,
             });
             for (user_id, role) in members {
-                put_member(items, write, user_id, role)?;
+                put_member(items, write, user_id, role).await?;
             }
         }
         _ if meta.is_none() => {}
@@ -123,7 +123,7 @@ fn apply_mutation(
                 m.last_activity_at = write.at;
             }
         }
-        Mutation::PutMember { user_id, role } => put_member(items, write, user_id, role)?,
+        Mutation::PutMember { user_id, role } => put_member(items, write, user_id, role).await?,
         Mutation::RemoveMember { user_id } => {
             items.delete(&pk, &member_sk(user_id));
             items.delete(&user_pk(user_id), &user_conv_sk(cid));
@@ -137,7 +137,7 @@ fn apply_mutation(
             mentions,
         } => {
             let client_key = client_sk(sender_id, client_msg_id);
-            if items.get::<i64>(&pk, &client_key)?.is_some() {
+            if items.get::<i64>(&pk, &client_key).await?.is_some() {
                 return Ok(());
             }
             items.put(&pk, &client_key, &write.seq)?;
@@ -161,41 +161,53 @@ fn apply_mutation(
                 m.last_activity_at = write.at;
             }
         }
-        Mutation::EditMessage { seq, body } => update_message(items, &pk, *seq, |m| {
-            if !m.deleted {
-                m.body = Some(body.clone());
-                m.edited_at = Some(write.at);
-            }
-        })?,
-        Mutation::DeleteMessage { seq } => update_message(items, &pk, *seq, |m| {
-            m.deleted = true;
-            m.body = None;
-            m.reactions.clear();
-            m.mentions.clear();
-        })?,
+        Mutation::EditMessage { seq, body } => {
+            update_message(items, &pk, *seq, |m| {
+                if !m.deleted {
+                    m.body = Some(body.clone());
+                    m.edited_at = Some(write.at);
+                }
+            })
+            .await?
+        }
+        Mutation::DeleteMessage { seq } => {
+            update_message(items, &pk, *seq, |m| {
+                m.deleted = true;
+                m.body = None;
+                m.reactions.clear();
+                m.mentions.clear();
+            })
+            .await?
+        }
         Mutation::AddReaction {
             seq,
             emoji,
             user_id,
-        } => update_message(items, &pk, *seq, |m| {
-            let users = m.reactions.entry(emoji.clone()).or_default();
-            if !m.deleted && !users.contains(user_id) {
-                users.push(user_id.clone());
-            }
-            m.reactions.retain(|_, users| !users.is_empty());
-        })?,
+        } => {
+            update_message(items, &pk, *seq, |m| {
+                let users = m.reactions.entry(emoji.clone()).or_default();
+                if !m.deleted && !users.contains(user_id) {
+                    users.push(user_id.clone());
+                }
+                m.reactions.retain(|_, users| !users.is_empty());
+            })
+            .await?
+        }
         Mutation::RemoveReaction {
             seq,
             emoji,
             user_id,
-        } => update_message(items, &pk, *seq, |m| {
-            if let Some(users) = m.reactions.get_mut(emoji) {
-                users.retain(|u| u != user_id);
-            }
-            m.reactions.retain(|_, users| !users.is_empty());
-        })?,
+        } => {
+            update_message(items, &pk, *seq, |m| {
+                if let Some(users) = m.reactions.get_mut(emoji) {
+                    users.retain(|u| u != user_id);
+                }
+                m.reactions.retain(|_, users| !users.is_empty());
+            })
+            .await?
+        }
         Mutation::MarkRead { user_id, seq } => {
-            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id))? {
+            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id)).await? {
                 member.last_read_seq = member.last_read_seq.max(*seq);
                 member.last_delivered_seq = member.last_delivered_seq.max(*seq);
                 items.put(&pk, &member_sk(user_id), &member)?;
@@ -206,17 +218,20 @@ fn apply_mutation(
             device_id,
             seq,
         } => {
-            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id))? {
+            if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id)).await? {
                 member.last_delivered_seq = member.last_delivered_seq.max(*seq);
                 items.put(&pk, &member_sk(user_id), &member)?;
             }
             let upk = user_pk(user_id);
             let sk = device_sk(device_id);
-            let mut device = items.get::<Device>(&upk, &sk)?.unwrap_or_else(|| Device {
-                user_id: user_id.clone(),
-                device_id: device_id.clone(),
-                cursors: Default::default(),
-            });
+            let mut device = items
+                .get::<Device>(&upk, &sk)
+                .await?
+                .unwrap_or_else(|| Device {
+                    user_id: user_id.clone(),
+                    device_id: device_id.clone(),
+                    cursors: Default::default(),
+                });
             let cursor = device.cursors.entry(cid.to_owned()).or_insert(*seq);
             *cursor = (*cursor).max(*seq);
             items.put(&upk, &sk, &device)?;
@@ -225,10 +240,15 @@ fn apply_mutation(
     Ok(())
 }
 
-fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &str) -> Result<()> {
+async fn put_member(
+    items: &mut impl Items,
+    write: &EventWrite,
+    user_id: &str,
+    role: &str,
+) -> Result<()> {
     let cid = write.conversation_id.as_str();
     let pk = conv_pk(cid);
-    let member = match items.get::<Member>(&pk, &member_sk(user_id))? {
+    let member = match items.get::<Member>(&pk, &member_sk(user_id)).await? {
         Some(existing) => Member {
             role: role.to_owned(),
             ..existing
@@ -245,7 +265,8 @@ fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &
     let upk = user_pk(user_id);
     let usk = user_conv_sk(cid);
     let muted = items
-        .get::<UserConversation>(&upk, &usk)?
+        .get::<UserConversation>(&upk, &usk)
+        .await?
         .is_some_and(|u| u.muted);
     items.put(
         &upk,
@@ -259,14 +280,14 @@ fn put_member(items: &mut impl Items, write: &EventWrite, user_id: &str, role: &
     )
 }
 
-fn update_message(
+async fn update_message(
     items: &mut impl Items,
     pk: &str,
     seq: i64,
     change: impl FnOnce(&mut Message),
 ) -> Result<()> {
     let sk = msg_sk(seq);
-    if let Some(mut message) = items.get::<Message>(pk, &sk)? {
+    if let Some(mut message) = items.get::<Message>(pk, &sk).await? {
         change(&mut message);
         items.put(pk, &sk, &message)?;
     }

@@ -80,7 +80,7 @@ struct Tx<'a> {
 }
 
 impl Items for Tx<'_> {
-    fn get_raw(&mut self, pk: &str, sk: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_raw(&mut self, pk: &str, sk: &str) -> Result<Option<Vec<u8>>> {
         let k = key(pk, sk);
         if let Some(v) = self.pending.get(&k) {
             return Ok(v.clone());
@@ -112,7 +112,10 @@ impl Store for FjallStore {
                     items: &inner.items,
                     pending: HashMap::new(),
                 };
-                applied.push(apply::apply_event(&mut tx, write)?);
+                // The view reads fjall synchronously: its futures are ready at once.
+                applied.push(futures::executor::block_on(apply::apply_event(
+                    &mut tx, write,
+                ))?);
                 // One atomic batch per event: an event is applied whole or not at all.
                 let mut batch = inner.db.batch();
                 for (k, v) in tx.pending {
