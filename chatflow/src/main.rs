@@ -3,7 +3,6 @@
 //! default; the other subcommands are operators' tools.
 
 mod bench;
-mod config;
 mod serve;
 mod tools;
 
@@ -19,32 +18,31 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    serve: config::ServeArgs,
+    serve: serve::ServeArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker, registry, every stage and the HTTP/WebSocket API (default).
-    Serve(config::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Print a token for a user (HS256 with the configured or dev secret).
     Token(tools::TokenArgs),
     /// Print a topic's records as JSON lines: partition, offset, key, decoded value.
     Tail(tools::TailArgs),
     /// List topics with partitions, end offsets and each consumer group's lag.
     Topics(tools::TopicsArgs),
+    /// Run the embedded Kafka-protocol broker and the schema registry alone.
+    Broker(tools::BrokerArgs),
+    /// Administration tasks.
+    #[command(subcommand)]
+    Admin(tools::Admin),
     /// Measure send→receive latency and throughput against a fresh chatflow.
     Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn,tansu=warn,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -54,6 +52,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Token(args)) => tools::token(args),
         Some(Command::Tail(args)) => runtime.block_on(tools::tail(args)),
         Some(Command::Topics(args)) => tools::topics(args),
+        Some(Command::Broker(args)) => runtime.block_on(tools::broker(args)),
+        Some(Command::Admin(command)) => runtime.block_on(tools::admin(command)),
         Some(Command::Bench(args)) => runtime.block_on(bench::run(args)),
     }
 }

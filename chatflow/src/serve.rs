@@ -1,52 +1,64 @@
 //! The all-in-one process: broker, registry, persister, router and gateway
 //! as tasks under one cancellation token.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::routing::get;
 use ingest::auth::Auth;
 use ingest::{Gateway, GatewayConfig, Limits};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use store::{FjallStore, Store};
+use store::Store;
 use streams::topics::{self, TopicSpec};
 use streams::{ConsumerSpec, KafkaConfig, Producer, run_stage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::config::{self, ServeArgs};
+use clap::Args;
+use cli::{AuthArgs, DataArgs, FetchArgs, GatewayArgs, KafkaArgs, StoreArgs, TopicArgs};
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Built-in schema registry (embedded mode); `off` to not serve it.
+    #[arg(long, env = "CHATFLOW_REGISTRY", default_value = "127.0.0.1:8081")]
+    pub registry: String,
+    /// The in-process router hands this node's deliveries straight to its
+    /// sockets; `false` sends them through `chat.inbox.<node-id>` as
+    /// separate processes do.
+    #[arg(long, env = "CHATFLOW_LOCAL_DELIVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_delivery: bool,
+}
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    args.validate()?;
-    let metrics = PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ])?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    args.gateway.validate()?;
+    args.topics.validate()?;
+    let metrics = cli::install_metrics().context("installing the metrics recorder")?;
 
-    std::fs::create_dir_all(&args.data.data_dir)
-        .with_context(|| format!("creating {}", args.data.data_dir.display()))?;
-    let data_dir = std::fs::canonicalize(&args.data.data_dir)?;
+    let data_dir = enter_data_dir(&args.data.data_dir)?;
     let secret = match &args.auth.jwt_public_key {
         Some(_) => None,
-        None => Some(config::secret(&args.auth, &data_dir, true)?),
+        None => Some(cli::secret(&args.auth, &data_dir, true)?),
     };
-    // The embedded broker resolves its log path against the working
-    // directory only, so the process works from inside its data dir.
-    std::env::set_current_dir(&data_dir)?;
 
     let shutdown = CancellationToken::new();
     let broker = if args.kafka.kafka == "embedded" {
-        let b = broker::EmbeddedBroker::start(
-            args.kafka.kafka_listen,
-            std::path::Path::new("log/chatflow.db"),
-        )
-        .await
-        .context("starting the embedded broker")?;
-        Some(b)
+        Some(start_broker(&data_dir, args.kafka.kafka_listen).await?)
     } else {
         None
     };
@@ -54,19 +66,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     topics::ensure(
         &kafka,
         &[
-            TopicSpec::events(args.events_partitions),
+            TopicSpec::events(args.topics.events_partitions),
             TopicSpec::signals(1),
             TopicSpec::presence(1),
-            TopicSpec::inbox(&args.node_id),
+            TopicSpec::inbox(&args.gateway.node_id),
             TopicSpec::dlq(persister::GROUP),
             TopicSpec::dlq(router::GROUP),
         ],
-        args.replication,
+        args.topics.replication,
     )
     .await
     .context("creating topics")?;
 
-    let store: Arc<dyn Store> = open_store(&args.store)?;
+    let store: Arc<dyn Store> = cli::open_store(&args.store.store).await?;
     let auth = match (&args.auth.jwt_public_key, secret) {
         (Some(path), _) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -77,17 +89,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let producer = Producer::new(&kafka)?;
     let limits = Limits {
-        rate_per_sec: args.rate,
-        rate_burst: args.rate_burst,
-        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        rate_per_sec: args.gateway.rate,
+        rate_burst: args.gateway.rate_burst,
+        idle_timeout: Duration::from_secs(args.gateway.idle_timeout_secs),
         ..Limits::default()
     };
     let presence = router::PresenceView::default();
     let mut gateway = Gateway::new(
         GatewayConfig {
-            node_id: args.node_id.clone(),
+            node_id: args.gateway.node_id.clone(),
             limits,
-            dev_auth: args.dev_auth,
+            dev_auth: args.gateway.dev_auth,
         },
         auth,
         store.clone(),
@@ -105,7 +117,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut threads = vec![router::presence::follow(
         &kafka,
         presence.clone(),
-        args.presence_fetch_wait(),
+        args.fetch.presence_fetch_wait(),
         ready_tx,
         shutdown.child_token(),
     )?];
@@ -114,7 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (inbox_thread, inbox_ready) = ingest::inbox::start(
             gateway.clone(),
             &kafka,
-            args.live_fetch_wait(),
+            args.fetch.live_fetch_wait(),
             shutdown.child_token(),
         )?;
         let _ = tokio::time::timeout(Duration::from_secs(30), inbox_ready).await;
@@ -127,46 +139,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &kafka,
         persister::GROUP,
         1000,
-        args.store_fetch_wait(),
+        args.fetch.store_fetch_wait(),
         persister,
         &shutdown,
     );
     let mut router = router::RouterStage::new(store.clone(), presence, producer.clone());
     if args.local_delivery {
-        router = router.with_local_inbox(&args.node_id, Arc::new(LocalGateway(gateway.clone())));
+        router = router.with_local_inbox(
+            &args.gateway.node_id,
+            Arc::new(LocalGateway(gateway.clone())),
+        );
     }
     spawn_stage(
         &mut tasks,
         &kafka,
         router::GROUP,
         500,
-        args.live_fetch_wait(),
+        args.fetch.live_fetch_wait(),
         Arc::new(router),
         &shutdown,
     );
 
-    let registry_addr = if args.registry != "off" && args.kafka.kafka == "embedded" {
-        let listener = tokio::net::TcpListener::bind(&args.registry)
-            .await
-            .with_context(|| format!("binding the registry on {}", args.registry))?;
-        let addr = listener.local_addr()?;
-        let token = shutdown.child_token();
-        tasks.spawn(async move {
-            axum::serve(listener, schemas::registry::router())
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        Some(addr)
+    let registry_addr = if args.kafka.kafka == "embedded" {
+        match serve_registry(&args.registry, shutdown.child_token()).await? {
+            Some((addr, task)) => {
+                tasks.spawn(async move { task.await? });
+                Some(addr)
+            }
+            None => None,
+        }
     } else {
         None
     };
 
-    let app =
-        ingest::router(gateway.clone()).route("/metrics", get(move || render(metrics.clone())));
-    let listener = tokio::net::TcpListener::bind(args.http)
+    // Answer no client before the store holds every event already on the
+    // log: a retried send is then recognised as the message it already is.
+    let catch_up = {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            streams::ops::wait_caught_up(
+                &kafka,
+                persister::GROUP,
+                topics::EVENTS,
+                Duration::from_secs(120),
+            )
+        })
+    };
+    if !catch_up.await?? {
+        tracing::warn!(
+            "the persister has not caught up with chat.events after 120 s; serving anyway"
+        );
+    }
+
+    let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
+    let listener = tokio::net::TcpListener::bind(args.gateway.http)
         .await
-        .with_context(|| format!("binding {}", args.http))?;
+        .with_context(|| format!("binding {}", args.gateway.http))?;
     let http_addr = listener.local_addr()?;
     {
         let token = shutdown.child_token();
@@ -188,14 +216,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("  metrics             http://{http_addr}/metrics");
     println!("  data                {}", data_dir.display());
-    if args.dev_auth {
+    if args.gateway.dev_auth {
         println!(
             "  dev login           POST http://{http_addr}/v1/dev/token {{\"user_id\":\"alice\"}}"
         );
     }
 
     let failed = tokio::select! {
-        _ = stop_signal() => { info!("shutting down"); false }
+        _ = cli::stop_signal() => { info!("shutting down"); false }
         Some(result) = tasks.join_next() => {
             error!(?result, "a task ended early, shutting everything down");
             true
@@ -230,6 +258,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Makes the data dir and works from inside it: the embedded broker
+/// resolves its log path against the working directory only.
+fn enter_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir)?;
+    std::env::set_current_dir(&dir)?;
+    Ok(dir)
+}
+
+/// The embedded broker, its log in `<data-dir>/log`.
+pub async fn start_broker(
+    data_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<broker::EmbeddedBroker> {
+    enter_data_dir(data_dir)?;
+    broker::EmbeddedBroker::start(listen, Path::new("log/chatflow.db"))
+        .await
+        .context("starting the embedded broker")
+}
+
+/// The built-in registry on `addr` (unless `off`) until `shutdown`.
+pub async fn serve_registry(
+    addr: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)>> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the registry on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, schemas::registry::router())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    Ok(Some((bound, task)))
+}
+
 /// Runs a stage over `chat.events` in its consumer group.
 fn spawn_stage(
     tasks: &mut JoinSet<anyhow::Result<()>>,
@@ -261,34 +330,4 @@ impl router::LocalInbox for LocalGateway {
     fn deliver(&self, delivery: &schemas::Delivery) {
         ingest::inbox::deliver(&self.0, delivery);
     }
-}
-
-fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    match url.split_once("://") {
-        Some(("fjall", path)) => Ok(Arc::new(FjallStore::open(std::path::Path::new(path))?)),
-        _ => bail!("unsupported --store {url:?} (this build knows fjall://<dir>)"),
-    }
-}
-
-async fn render(handle: PrometheusHandle) -> String {
-    handle.run_upkeep();
-    handle.render()
-}
-
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

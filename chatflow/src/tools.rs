@@ -5,7 +5,7 @@ use streams::KafkaConfig;
 use streams::ops::{self, TailOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, AuthArgs, DataArgs, KafkaArgs};
+use cli::{AuthArgs, DataArgs, KafkaArgs};
 
 #[derive(Args)]
 pub struct TokenArgs {
@@ -23,7 +23,7 @@ pub struct TokenArgs {
 }
 
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let secret = config::secret(&args.auth, &args.data.data_dir, false)?;
+    let secret = cli::secret(&args.auth, &args.data.data_dir, false)?;
     let token = ingest::auth::Auth::hs256(&secret)
         .issue(&args.user_id, args.name.as_deref(), args.ttl)
         .map_err(anyhow::Error::msg)?;
@@ -109,6 +109,58 @@ pub fn topics(args: TopicsArgs) -> anyhow::Result<()> {
                 groups.join(" ")
             );
         }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BrokerArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where the broker listens (Kafka protocol).
+    #[arg(long, env = "CHATFLOW_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub kafka_listen: std::net::SocketAddr,
+    /// The built-in schema registry; `off` to not serve it.
+    #[arg(long, env = "CHATFLOW_REGISTRY", default_value = "127.0.0.1:8081")]
+    pub registry: String,
+}
+
+/// The embedded broker (and registry) alone, for stages run as separate
+/// processes on this machine.
+pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let broker = crate::serve::start_broker(&args.data.data_dir, args.kafka_listen).await?;
+    let shutdown = CancellationToken::new();
+    let registry = crate::serve::serve_registry(&args.registry, shutdown.clone()).await?;
+    println!("chatflow broker on {}", broker.addr());
+    if let Some((addr, _)) = &registry {
+        println!("schema registry on http://{addr}");
+    }
+    cli::stop_signal().await;
+    shutdown.cancel();
+    if let Some((_, task)) = registry {
+        let _ = task.await;
+    }
+    broker.stop().await;
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum Admin {
+    /// Create the DynamoDB table the store uses (a no-op if it exists).
+    CreateTable(cli::StoreArgs),
+}
+
+pub async fn admin(command: Admin) -> anyhow::Result<()> {
+    match command {
+        Admin::CreateTable(store) => create_table(&store.store).await,
+    }
+}
+
+async fn create_table(url: &str) -> anyhow::Result<()> {
+    if cli::create_table(url).await? {
+        println!("table created: {url}");
+    } else {
+        println!("table already exists: {url}");
     }
     Ok(())
 }

@@ -4,9 +4,13 @@
 
 mod apply;
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+mod dynamo_store;
 mod fjall_store;
 mod model;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamo_store::DynamoStore;
 pub use fjall_store::FjallStore;
 pub use model::*;
 

@@ -1,0 +1,281 @@
+//! Flags shared by every chatflow binary (each with an env fallback),
+//! validated once into what the services take; tracing, shutdown signals and
+//! the store resolver.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Clone, Debug)]
+pub struct KafkaArgs {
+    /// `embedded` runs the broker in this process; otherwise `host:port[,…]`.
+    #[arg(long, env = "CHATFLOW_KAFKA", default_value = "embedded")]
+    pub kafka: String,
+    /// Where the embedded broker listens (Kafka protocol).
+    #[arg(long, env = "CHATFLOW_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub kafka_listen: SocketAddr,
+}
+
+impl KafkaArgs {
+    pub fn brokers(&self) -> String {
+        if self.kafka == "embedded" {
+            self.kafka_listen.to_string()
+        } else {
+            self.kafka.clone()
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Where the embedded broker's log, the store and the dev secret live.
+    #[arg(long, env = "CHATFLOW_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct AuthArgs {
+    /// HS256 secret for tokens. Default (embedded): a random one kept in `<data-dir>/dev-secret`.
+    #[arg(long, env = "CHATFLOW_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256: PEM file of the public key that verifies tokens (no tokens are issued then).
+    #[arg(long, env = "CHATFLOW_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Message store: `fjall://<dir>` or `dynamodb://<table>?endpoint=<url>&region=<r>`.
+    #[arg(long, env = "CHATFLOW_STORE", default_value = "fjall://store")]
+    pub store: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TopicArgs {
+    /// Partitions of chat.events when it is created (fixed for its life).
+    #[arg(long, env = "CHATFLOW_EVENTS_PARTITIONS", default_value_t = 2)]
+    pub events_partitions: i32,
+    /// Replication factor of created topics.
+    #[arg(long, env = "CHATFLOW_REPLICATION", default_value_t = 1)]
+    pub replication: i32,
+}
+
+/// Broker long-poll bounds per consumer kind.
+#[derive(Args, Clone, Debug)]
+pub struct FetchArgs {
+    /// Broker long-poll bound for hops on the delivery path (router, inbox).
+    #[arg(long, env = "CHATFLOW_LIVE_FETCH_WAIT_MS", default_value_t = 10)]
+    pub live_fetch_wait_ms: u64,
+    /// Broker long-poll bound for the persister.
+    #[arg(long, env = "CHATFLOW_STORE_FETCH_WAIT_MS", default_value_t = 50)]
+    pub store_fetch_wait_ms: u64,
+    /// Broker long-poll bound for the presence changelog (this node's own
+    /// devices reach the in-process router directly).
+    #[arg(long, env = "CHATFLOW_PRESENCE_FETCH_WAIT_MS", default_value_t = 200)]
+    pub presence_fetch_wait_ms: u64,
+}
+
+/// The gateway's listener, identity and limits.
+#[derive(Args, Clone, Debug)]
+pub struct GatewayArgs {
+    /// HTTP and WebSocket API.
+    #[arg(long, env = "CHATFLOW_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// This gateway node's id, unique per node: its inbox is `chat.inbox.<node-id>`.
+    #[arg(long, env = "CHATFLOW_NODE_ID", default_value = "node-1")]
+    pub node_id: String,
+    /// Serve `POST /v1/dev/token` (only allowed on a loopback address).
+    #[arg(long, env = "CHATFLOW_DEV_AUTH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dev_auth: bool,
+    /// Idle sockets are closed after this many seconds without a frame.
+    #[arg(long, env = "CHATFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Sends per second per user, and the burst allowed.
+    #[arg(long, env = "CHATFLOW_RATE", default_value_t = 20.0)]
+    pub rate: f64,
+    #[arg(long, env = "CHATFLOW_RATE_BURST", default_value_t = 50.0)]
+    pub rate_burst: f64,
+}
+
+impl FetchArgs {
+    pub fn live_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.live_fetch_wait_ms)
+    }
+    pub fn presence_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.presence_fetch_wait_ms)
+    }
+    pub fn store_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.store_fetch_wait_ms)
+    }
+}
+
+impl GatewayArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.dev_auth && !self.http.ip().is_loopback() {
+            bail!(
+                "--dev-auth is only allowed when --http is a loopback address (it hands out tokens to anyone)"
+            );
+        }
+        if self.rate <= 0.0 || self.rate_burst < 1.0 {
+            bail!("--rate must be positive and --rate-burst at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The HS256 secret: the flag, or the dev secret in the data dir (made on
+/// first use).
+pub fn secret(auth: &AuthArgs, data_dir: &Path, create: bool) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &auth.jwt_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("dev-secret");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            std::fs::create_dir_all(data_dir)?;
+            let secret = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
+            std::fs::write(&path, &secret)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {} (pass --jwt-secret)", path.display())),
+    }
+}
+
+impl TopicArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.events_partitions < 1 || self.replication < 1 {
+            bail!("--events-partitions and --replication must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default filter.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,librdkafka=warn,rdkafka=warn,tansu=warn,tansu_broker=warn,tansu_storage=warn,\
+                 tansu_sans_io=warn,tansu_service=warn"
+                    .into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves once on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Opens the store a `--store` URL names.
+pub async fn open_store(url: &str) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    match url.split_once("://") {
+        Some(("fjall", path)) => Ok(std::sync::Arc::new(store::FjallStore::open(Path::new(
+            path,
+        ))?)),
+        #[cfg(feature = "dynamodb")]
+        Some(("dynamodb", _)) => Ok(std::sync::Arc::new(store::DynamoStore::connect(url).await?)),
+        _ => bail!(
+            "unsupported --store {url:?} (this build knows fjall://<dir>{})",
+            if cfg!(feature = "dynamodb") {
+                " and dynamodb://<table>"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at `http://<addr>/metrics` (stage binaries
+    /// without an HTTP API of their own).
+    #[arg(long, env = "CHATFLOW_METRICS")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Installs the Prometheus recorder every `metrics::` call reports to.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])?
+        .install_recorder()?)
+}
+
+/// The `/metrics` route, for any axum router.
+pub fn metrics_route(handle: PrometheusHandle) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                handle.run_upkeep();
+                handle.render()
+            }
+        }),
+    )
+}
+
+/// Installs the recorder and, when asked, serves `/metrics` until `shutdown`.
+pub async fn serve_metrics(args: &MetricsArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle = install_metrics()?;
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, metrics_route(handle))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+        });
+    }
+    Ok(())
+}
+
+/// Runs `work` until it ends or a stop signal comes; then cancels
+/// `shutdown` and waits for `work` to finish its in-flight batch.
+pub async fn run_until_stopped(
+    shutdown: CancellationToken,
+    work: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut task = tokio::spawn(work);
+    tokio::select! {
+        result = &mut task => return result?,
+        _ = stop_signal() => {}
+    }
+    shutdown.cancel();
+    task.await?
+}
+
+/// Creates the DynamoDB table a `dynamodb://` URL names; false if it existed.
+#[cfg(feature = "dynamodb")]
+pub async fn create_table(url: &str) -> anyhow::Result<bool> {
+    Ok(store::DynamoStore::connect(url)
+        .await?
+        .create_table()
+        .await?)
+}
+
+#[cfg(not(feature = "dynamodb"))]
+pub async fn create_table(_: &str) -> anyhow::Result<bool> {
+    bail!(
+        "this build has no DynamoDB support: cargo run --release --features dynamodb -- admin create-table …"
+    )
+}

@@ -1,0 +1,108 @@
+//! A gateway node as a process of its own: REST + WebSocket, producing to
+//! `chat.events`, delivering what arrives on `chat.inbox.<node-id>`. Scale
+//! out by starting more nodes, each with its own `--node-id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{AuthArgs, DataArgs, FetchArgs, GatewayArgs, KafkaArgs, StoreArgs, TopicArgs};
+use ingest::auth::Auth;
+use ingest::{Gateway, GatewayConfig, Limits};
+use streams::topics::{self, TopicSpec};
+use streams::{KafkaConfig, Producer};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "chatflow gateway node: REST + WebSocket"
+)]
+struct Args {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cli::init_tracing();
+    let args = Args::parse();
+    args.gateway.validate()?;
+    args.topics.validate()?;
+    let metrics = cli::install_metrics()?;
+    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let node = args.gateway.node_id.clone();
+    topics::ensure(
+        &kafka,
+        &[
+            TopicSpec::events(args.topics.events_partitions),
+            TopicSpec::signals(1),
+            TopicSpec::presence(1),
+            TopicSpec::inbox(&node),
+        ],
+        args.topics.replication,
+    )
+    .await
+    .context("creating topics")?;
+    let auth = match &args.auth.jwt_public_key {
+        Some(path) => Auth::rs256(&std::fs::read(path)?).map_err(anyhow::Error::msg)?,
+        None => Auth::hs256(&cli::secret(&args.auth, &args.data.data_dir, true)?),
+    };
+    let limits = Limits {
+        rate_per_sec: args.gateway.rate,
+        rate_burst: args.gateway.rate_burst,
+        idle_timeout: Duration::from_secs(args.gateway.idle_timeout_secs),
+        ..Limits::default()
+    };
+    let producer = Producer::new(&kafka)?;
+    let gateway = Arc::new(Gateway::new(
+        GatewayConfig {
+            node_id: node.clone(),
+            limits,
+            dev_auth: args.gateway.dev_auth,
+        },
+        auth,
+        cli::open_store(&args.store.store).await?,
+        producer.clone(),
+    ));
+    let shutdown = CancellationToken::new();
+    let (inbox, ready) = ingest::inbox::start(
+        gateway.clone(),
+        &kafka,
+        args.fetch.live_fetch_wait(),
+        shutdown.child_token(),
+    )?;
+    let _ = tokio::time::timeout(Duration::from_secs(30), ready).await;
+
+    let listener = tokio::net::TcpListener::bind(args.gateway.http).await?;
+    info!(node = %node, addr = %listener.local_addr()?, "gateway node serving");
+    let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
+    let token = shutdown.clone();
+    let result = cli::run_until_stopped(shutdown, async move {
+        Ok(axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await?)
+    })
+    .await;
+    for socket in gateway.hub.all() {
+        socket.close(1001, "server shutting down");
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    let _ = tokio::task::spawn_blocking(move || inbox.join()).await;
+    result
+}

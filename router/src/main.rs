@@ -1,0 +1,74 @@
+//! The router as a process of its own: `chat.events` → the inboxes of the
+//! gateway nodes that hold the devices. Scale it by starting more: they
+//! share the `router` consumer group, each reading all of `chat.presence`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use cli::{FetchArgs, KafkaArgs, MetricsArgs, StoreArgs};
+use streams::topics::{self, TopicSpec};
+use streams::{ConsumerSpec, KafkaConfig, Producer, run_stage};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "router",
+    version,
+    about = "chatflow router stage: chat.events → chat.inbox.<node>"
+)]
+struct Args {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cli::init_tracing();
+    let args = Args::parse();
+    let shutdown = CancellationToken::new();
+    cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
+    let kafka = KafkaConfig::new(args.kafka.brokers());
+    topics::ensure(
+        &kafka,
+        &[TopicSpec::presence(1), TopicSpec::dlq(router::GROUP)],
+        1,
+    )
+    .await?;
+    let store = cli::open_store(&args.store.store).await?;
+    let presence = router::PresenceView::default();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let follower = router::presence::follow(
+        &kafka,
+        presence.clone(),
+        args.fetch.live_fetch_wait(),
+        ready_tx,
+        shutdown.child_token(),
+    )?;
+    // Route nothing before the view holds everyone already online.
+    let _ = tokio::time::timeout(Duration::from_secs(60), ready_rx).await;
+    let stage = Arc::new(router::RouterStage::new(
+        store,
+        presence,
+        Producer::new(&kafka)?,
+    ));
+    let spec = ConsumerSpec {
+        group: router::GROUP.into(),
+        topics: vec![topics::EVENTS.into()],
+        max_batch: 500,
+        fetch_wait: args.fetch.live_fetch_wait(),
+    };
+    let token = shutdown.clone();
+    let result = cli::run_until_stopped(shutdown, async move {
+        Ok(run_stage(&kafka, spec, stage, token).await?)
+    })
+    .await;
+    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
+    result
+}
