@@ -3,7 +3,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features dynamodb -p chatflow -p ingest -p router -p persister \
+RUN cargo build --release --locked --features chatflow/dynamodb -p chatflow -p ingest -p router -p persister \
  && mkdir /out \
  && cp target/release/chatflow target/release/ingest target/release/router target/release/persister /out/
 
