@@ -35,6 +35,8 @@ pub struct ServeArgs {
     pub fetch: FetchArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub schema_registry: cli::SchemaRegistryArgs,
     /// Built-in schema registry (embedded mode); `off` to not serve it.
     #[arg(long, env = "CHATFLOW_REGISTRY", default_value = "127.0.0.1:8081")]
     pub registry: String,
@@ -48,6 +50,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.gateway.validate()?;
     args.topics.validate()?;
+    cli::use_schema_registry(&args.schema_registry).await?;
     let metrics = cli::install_metrics().context("installing the metrics recorder")?;
 
     let data_dir = enter_data_dir(&args.data.data_dir)?;

@@ -45,9 +45,12 @@ pub struct TailArgs {
     pub limit: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: cli::SchemaRegistryArgs,
 }
 
 pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
+    cli::use_schema_registry(&args.registry).await?;
     let config = KafkaConfig::new(args.kafka.brokers());
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();

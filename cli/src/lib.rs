@@ -279,3 +279,25 @@ pub async fn create_table(_: &str) -> anyhow::Result<bool> {
         "this build has no DynamoDB support: cargo run --release --features dynamodb -- admin create-table …"
     )
 }
+
+#[derive(Args, Clone, Debug)]
+pub struct SchemaRegistryArgs {
+    /// A Confluent Schema Registry: chatflow's schemas are registered there
+    /// (subjects `<topic>-value`, `chat.inbox-value` for every inbox) and
+    /// records are framed with its ids. Without it, the compiled-in ids.
+    #[arg(long, env = "CHATFLOW_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
+}
+
+/// Resolves and installs the registry's schema ids; call it before any
+/// codec is made.
+pub async fn use_schema_registry(args: &SchemaRegistryArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.schema_registry {
+        let ids = schemas::registry_client::resolve(url)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        ids.install();
+        tracing::info!(registry = %url, ?ids, "schema ids from the registry");
+    }
+    Ok(())
+}

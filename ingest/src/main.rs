@@ -36,6 +36,8 @@ struct Args {
     fetch: FetchArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
+    #[command(flatten)]
+    registry: cli::SchemaRegistryArgs,
 }
 
 #[tokio::main]
@@ -44,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.gateway.validate()?;
     args.topics.validate()?;
+    cli::use_schema_registry(&args.registry).await?;
     let metrics = cli::install_metrics()?;
     let kafka = KafkaConfig::new(args.kafka.brokers());
     let node = args.gateway.node_id.clone();

@@ -24,6 +24,8 @@ struct Args {
     fetch: FetchArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    registry: cli::SchemaRegistryArgs,
     /// Records handed to the store per batch, at most.
     #[arg(long, env = "CHATFLOW_MAX_BATCH", default_value_t = 1000)]
     max_batch: usize,
@@ -33,6 +35,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     let args = Args::parse();
+    cli::use_schema_registry(&args.registry).await?;
     let shutdown = CancellationToken::new();
     cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
     let kafka = KafkaConfig::new(args.kafka.brokers());

@@ -26,12 +26,15 @@ struct Args {
     fetch: FetchArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    registry: cli::SchemaRegistryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     let args = Args::parse();
+    cli::use_schema_registry(&args.registry).await?;
     let shutdown = CancellationToken::new();
     cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
     let kafka = KafkaConfig::new(args.kafka.brokers());

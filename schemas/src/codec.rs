@@ -5,6 +5,8 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value, to_value};
+use std::sync::OnceLock;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -42,6 +44,17 @@ impl SchemaId {
             SchemaId::DevicePresence => include_str!("../avro/device_presence.avsc"),
             SchemaId::Typing => include_str!("../avro/typing.avsc"),
             SchemaId::Delivery => include_str!("../avro/delivery.avsc"),
+        }
+    }
+
+    /// The registry subject of this record: `<topic>-value` (Confluent's
+    /// topic-name strategy); every node's inbox shares `chat.inbox-value`.
+    pub fn subject(self) -> &'static str {
+        match self {
+            SchemaId::ChatEvent => "chat.events-value",
+            SchemaId::DevicePresence => "chat.presence-value",
+            SchemaId::Typing => "chat.signals-value",
+            SchemaId::Delivery => "chat.inbox-value",
         }
     }
 
@@ -85,10 +98,46 @@ pub trait Record: Sized {
     fn from_avro(value: Value) -> Result<Self, CodecError>;
 }
 
+/// The ids an external schema registry gave chatflow's schemas, set once
+/// at start (`--schema-registry`); without it the compiled-in ids are used,
+/// which are also what chatflow's built-in registry serves.
+static REGISTRY_IDS: OnceLock<RegistryIds> = OnceLock::new();
+
+/// Registry id of each compiled-in schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistryIds([u32; 4]);
+
+impl RegistryIds {
+    pub fn compiled() -> Self {
+        RegistryIds(SchemaId::ALL.map(SchemaId::id))
+    }
+
+    pub fn with(mut self, schema: SchemaId, id: u32) -> Self {
+        self.0[schema as usize - 1] = id;
+        self
+    }
+
+    pub fn get(&self, schema: SchemaId) -> u32 {
+        self.0[schema as usize - 1]
+    }
+
+    /// The schema a registry id stands for.
+    pub fn schema_of(&self, id: u32) -> Option<SchemaId> {
+        SchemaId::ALL.into_iter().find(|s| self.get(*s) == id)
+    }
+
+    /// Makes every [`Codec`] made from now on use these ids; false if ids
+    /// were set already.
+    pub fn install(self) -> bool {
+        REGISTRY_IDS.set(self).is_ok()
+    }
+}
+
 /// Parsed schemas, built once and shared.
 #[derive(Debug)]
 pub struct Codec {
     schemas: Vec<(SchemaId, Schema)>,
+    ids: RegistryIds,
 }
 
 impl Codec {
@@ -102,7 +151,19 @@ impl Codec {
                 (id, schema)
             })
             .collect();
-        Codec { schemas }
+        let ids = REGISTRY_IDS
+            .get()
+            .copied()
+            .unwrap_or_else(RegistryIds::compiled);
+        Codec { schemas, ids }
+    }
+
+    /// A codec that frames records with the given registry ids.
+    pub fn with_ids(ids: RegistryIds) -> Self {
+        Codec {
+            ids,
+            ..Codec::new()
+        }
     }
 
     fn schema(&self, id: SchemaId) -> &Schema {
@@ -119,16 +180,16 @@ impl Codec {
         let writer = GenericDatumWriter::builder(self.schema(R::SCHEMA)).build()?;
         let mut out = Vec::with_capacity(128);
         out.push(0);
-        out.extend_from_slice(&R::SCHEMA.id().to_be_bytes());
+        out.extend_from_slice(&self.ids.get(R::SCHEMA).to_be_bytes());
         writer.write_value(&mut out, record.to_avro()?)?;
         Ok(out)
     }
 
     pub fn decode<R: Record>(&self, bytes: &[u8]) -> Result<R, CodecError> {
         let (id, mut body) = split_header(bytes)?;
-        if id != R::SCHEMA.id() {
+        if self.schema_of(id) != Some(R::SCHEMA) {
             return Err(CodecError::WrongSchema {
-                expected: R::SCHEMA.id(),
+                expected: self.ids.get(R::SCHEMA),
                 found: id,
             });
         }
@@ -143,10 +204,16 @@ impl Codec {
         R::from_avro(value)
     }
 
+    /// The schema behind a framed id: this codec's registry ids, or the
+    /// compiled-in ones (records written before a registry was configured).
+    fn schema_of(&self, id: u32) -> Option<SchemaId> {
+        self.ids.schema_of(id).or_else(|| SchemaId::from_id(id))
+    }
+
     /// Decodes any compiled-in record into JSON, for operators' tools.
     pub fn decode_json(&self, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
         let (id, _) = split_header(bytes)?;
-        let json = match SchemaId::from_id(id) {
+        let json = match self.schema_of(id) {
             Some(SchemaId::ChatEvent) => json(&self.decode::<ChatEvent>(bytes)?),
             Some(SchemaId::DevicePresence) => json(&self.decode::<DevicePresence>(bytes)?),
             Some(SchemaId::Typing) => json(&self.decode::<Typing>(bytes)?),

@@ -5,8 +5,10 @@
 mod codec;
 mod event;
 pub mod registry;
+#[cfg(feature = "registry-client")]
+pub mod registry_client;
 
-pub use codec::{Codec, CodecError, Record, SchemaId};
+pub use codec::{Codec, CodecError, Record, RegistryIds, SchemaId};
 pub use event::{
     Actor, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
     DevicePresence, MemberAdded, MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted,

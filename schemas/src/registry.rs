@@ -5,7 +5,7 @@
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -21,7 +21,8 @@ pub fn router() -> Router {
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/subjects", get(subjects))
-        .route("/subjects/{subject}/versions", get(versions))
+        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
         .route("/subjects/{subject}/versions/{version}", get(version))
         .route(
             "/subjects/{subject}/versions/{version}/schema",
@@ -87,6 +88,7 @@ fn by_subject(subject: &str) -> Result<SchemaId, NotFound> {
     SchemaId::ALL
         .into_iter()
         .find(|s| match (s, topic) {
+            _ if subject == s.subject() => true,
             (SchemaId::Delivery, Some(t)) => t.starts_with(s.topic()) && t.len() > s.topic().len(),
             (_, Some(t)) => t == s.topic(),
             _ => false,
@@ -95,11 +97,7 @@ fn by_subject(subject: &str) -> Result<SchemaId, NotFound> {
 }
 
 async fn subjects() -> Response {
-    let names: Vec<String> = SchemaId::ALL
-        .into_iter()
-        .filter(|s| *s != SchemaId::Delivery)
-        .map(subject_of)
-        .collect();
+    let names: Vec<&str> = SchemaId::ALL.into_iter().map(SchemaId::subject).collect();
     reply(StatusCode::OK, json!(names))
 }
 
@@ -143,4 +141,52 @@ fn compact(schema: SchemaId) -> String {
     serde_json::from_str::<Value>(schema.text())
         .map(|v| v.to_string())
         .unwrap_or_else(|_| schema.text().to_owned())
+}
+
+/// The body clients post: `{"schema": "<Avro JSON>", "schemaType"?: "AVRO"}`.
+#[derive(serde::Deserialize)]
+struct Posted {
+    schema: String,
+    #[serde(rename = "schemaType", default)]
+    schema_type: Option<String>,
+}
+
+/// Whether a posted schema is the subject's compiled-in one (same
+/// canonical form).
+fn matches(schema: SchemaId, posted: &Posted) -> bool {
+    if posted.schema_type.as_deref().is_some_and(|t| t != "AVRO") {
+        return false;
+    }
+    match (
+        apache_avro::Schema::parse_str(&posted.schema),
+        apache_avro::Schema::parse_str(schema.text()),
+    ) {
+        (Ok(a), Ok(b)) => a.canonical_form() == b.canonical_form(),
+        _ => false,
+    }
+}
+
+/// `POST /subjects/{subject}`: is this schema registered under the subject?
+async fn lookup(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
+    match by_subject(&subject) {
+        Ok(schema) if matches(schema, &posted) => reply(
+            StatusCode::OK,
+            json!({"subject": subject, "version": 1, "id": schema.id(), "schema": compact(schema)}),
+        ),
+        Ok(_) => not_found(40403, "Schema not found".into()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /subjects/{subject}/versions`: this registry is read-only, so
+/// "registering" succeeds only for the schema it already holds.
+async fn register(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
+    match by_subject(&subject) {
+        Ok(schema) if matches(schema, &posted) => reply(StatusCode::OK, json!({"id": schema.id()})),
+        Ok(_) => reply(
+            StatusCode::CONFLICT,
+            json!({"error_code": 409, "message": "this registry is read-only: it holds chatflow's compiled-in schemas only"}),
+        ),
+        Err(e) => e.into_response(),
+    }
 }

@@ -68,3 +68,58 @@ async fn serves_subjects_under_the_topic_name_strategy() {
     let (_, v) = get("/config").await;
     assert_eq!(v["compatibilityLevel"], "BACKWARD_TRANSITIVE");
 }
+
+#[cfg(feature = "registry-client")]
+#[tokio::test]
+async fn a_registry_client_resolves_ids_over_http_and_the_codec_frames_with_them() {
+    use schemas::{Actor, ChatEvent, Codec, Payload, ReadUpTo, RegistryIds};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, schemas::registry::router()).await });
+    let ids = schemas::registry_client::resolve(&format!("http://{addr}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        RegistryIds::compiled(),
+        "the built-in registry serves the compiled-in ids"
+    );
+
+    // A registry that numbered the schemas otherwise: records carry its ids,
+    // and records framed with the compiled-in ids still decode.
+    let theirs = RegistryIds::compiled().with(SchemaId::ChatEvent, 1042);
+    let codec = Codec::with_ids(theirs);
+    let event = ChatEvent {
+        event_id: "e".into(),
+        conversation_id: "c".into(),
+        occurred_at: 1,
+        actor: Actor {
+            user_id: "u".into(),
+            device_id: "d".into(),
+        },
+        payload: Payload::ReadUpTo(ReadUpTo { seq: 3 }),
+    };
+    let bytes = codec.encode(&event).unwrap();
+    assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 1042);
+    assert_eq!(codec.decode::<ChatEvent>(&bytes).unwrap(), event);
+    let old = Codec::with_ids(RegistryIds::compiled())
+        .encode(&event)
+        .unwrap();
+    assert_eq!(codec.decode::<ChatEvent>(&old).unwrap(), event);
+    assert!(
+        Codec::with_ids(RegistryIds::compiled())
+            .decode::<ChatEvent>(&bytes)
+            .is_err(),
+        "an unknown id is an error"
+    );
+
+    // A schema that is not chatflow's is refused by the read-only registry.
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/subjects/chat.events-value/versions"))
+        .json(&serde_json::json!({"schema": "{\"type\":\"string\"}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
