@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ws, free_port};
+use common::{Api, Ws, dev_token, free_port};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -92,19 +92,6 @@ async fn wait_port(addr: SocketAddr, what: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn token(node: SocketAddr, user: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!("http://{node}/v1/dev/token"))
-        .json(&json!({"user_id": user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
 }
 
 /// Sends until the other side receives one live, proving both presences
@@ -198,23 +185,11 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     wait_port(n1, "ingest n1").await;
     wait_port(n2, "ingest n2").await;
 
-    let (ta, tb) = (token(n1, "alice").await, token(n2, "bob").await);
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{n1}/v1/conversations"))
-        .bearer_auth(&ta)
-        .json(&json!({"kind": "group", "name": "across", "members": ["bob"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cid = created["conversation_id"].as_str().unwrap().to_owned();
+    let (ta, tb) = (dev_token(n1, "alice").await, dev_token(n2, "bob").await);
+    let cid = Api::at(n1, &ta).create_group(&["bob"]).await;
 
     let connect = |node: SocketAddr, token: String, device: &'static str| async move {
-        let url = format!("ws://{node}/v1/ws?device_id={device}&token={token}");
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut ws = Ws { stream };
+        let mut ws = Ws::connect_to(node, &token, device).await;
         ws.send(json!({"type": "resume", "cursors": {}})).await;
         ws.until("resumed").await;
         ws

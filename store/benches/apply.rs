@@ -61,13 +61,21 @@ async fn measure(name: &str, store: Arc<dyn Store>) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    measure("fjall", Arc::new(store::FjallStore::open(dir.path()).expect("fjall"))).await;
+    measure(
+        "fjall",
+        Arc::new(store::FjallStore::open(dir.path()).expect("fjall")),
+    )
+    .await;
     dynamo().await;
 }
 
 #[cfg(feature = "dynamodb")]
 async fn dynamo() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let Ok(mut child) = std::process::Command::new("dynoxide")
         .args(["serve", "--port", &port.to_string()])
         .stdout(std::process::Stdio::null())
@@ -77,12 +85,17 @@ async fn dynamo() {
         println!("dynamodb   skipped: no dynoxide on PATH");
         return;
     };
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = store::DynamoStore::connect(&format!("dynamodb://bench?endpoint=http://127.0.0.1:{port}"))
-        .await
-        .expect("connect");
+    let store = store::DynamoStore::connect(&format!(
+        "dynamodb://bench?endpoint=http://127.0.0.1:{port}"
+    ))
+    .await
+    .expect("connect");
     store.create_table().await.expect("table");
     measure("dynamodb", Arc::new(store)).await;
     let _ = child.kill();

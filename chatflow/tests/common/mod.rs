@@ -120,16 +120,7 @@ impl Chatflow {
     }
 
     pub async fn token(&self, user: &str) -> String {
-        let r: Value = reqwest::Client::new()
-            .post(self.url("/v1/dev/token"))
-            .json(&json!({"user_id": user}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().unwrap().to_owned()
+        dev_token(self.http, user).await
     }
 
     /// Runs `chatflow <args>` against this instance's broker.
@@ -157,6 +148,20 @@ impl Drop for Chatflow {
     }
 }
 
+/// A dev-login token from the gateway at `http`.
+pub async fn dev_token(http: SocketAddr, user: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("http://{http}/v1/dev/token"))
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}
+
 pub struct Api {
     pub base: String,
     pub token: String,
@@ -165,8 +170,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(cf: &Chatflow, token: &str) -> Api {
+        Api::at(cf.http, token)
+    }
+
+    /// The API of the gateway at `http`.
+    pub fn at(http: SocketAddr, token: &str) -> Api {
         Api {
-            base: cf.url(""),
+            base: format!("http://{http}"),
             token: token.to_owned(),
             client: reqwest::Client::new(),
         }
@@ -224,7 +234,12 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(cf: &Chatflow, token: &str, device: &str) -> Ws {
-        let url = format!("ws://{}/v1/ws?device_id={device}&token={token}", cf.http);
+        Ws::connect_to(cf.http, token, device).await
+    }
+
+    /// A socket to the gateway at `http`.
+    pub async fn connect_to(http: SocketAddr, token: &str, device: &str) -> Ws {
+        let url = format!("ws://{http}/v1/ws?device_id={device}&token={token}");
         let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Ws { stream }
     }
