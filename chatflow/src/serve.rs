@@ -250,6 +250,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     })
     .await;
+    // Close this process's Kafka clients before their broker goes away.
+    drop((gateway, producer, store));
     if let Some(b) = broker {
         b.stop().await;
     }
