@@ -61,7 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let broker = if args.kafka.kafka == "embedded" {
-        Some(start_broker(&data_dir, args.kafka.kafka_listen).await?)
+        Some(start_broker(args.kafka.kafka_listen).await?)
     } else {
         None
     };
@@ -265,19 +265,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Makes the data dir and works from inside it: the embedded broker
 /// resolves its log path against the working directory only.
-fn enter_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn enter_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(dir)?;
     std::env::set_current_dir(&dir)?;
     Ok(dir)
 }
 
-/// The embedded broker, its log in `<data-dir>/log`.
-pub async fn start_broker(
-    data_dir: &Path,
-    listen: SocketAddr,
-) -> anyhow::Result<broker::EmbeddedBroker> {
-    enter_data_dir(data_dir)?;
+/// The embedded broker, its log in `log/` under the working directory:
+/// call [`enter_data_dir`] first.
+pub async fn start_broker(listen: SocketAddr) -> anyhow::Result<broker::EmbeddedBroker> {
     broker::EmbeddedBroker::start(listen, Path::new("log/chatflow.db"))
         .await
         .context("starting the embedded broker")

@@ -131,7 +131,8 @@ pub struct BrokerArgs {
 /// The embedded broker (and registry) alone, for stages run as separate
 /// processes on this machine.
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let broker = crate::serve::start_broker(&args.data.data_dir, args.kafka_listen).await?;
+    crate::serve::enter_data_dir(&args.data.data_dir)?;
+    let broker = crate::serve::start_broker(args.kafka_listen).await?;
     let shutdown = CancellationToken::new();
     let registry = crate::serve::serve_registry(&args.registry, shutdown.clone()).await?;
     println!("chatflow broker on {}", broker.addr());

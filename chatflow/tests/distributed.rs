@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Api, Ws, dev_token, free_port};
+use common::{Api, Ws, dev_token, free_port, run_ok};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -147,15 +147,7 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     wait_port(dynamo, "dynoxide").await;
     wait_port(kafka, "broker").await;
     let store = format!("dynamodb://chatflow?endpoint=http://{dynamo}");
-    let out = Command::new(bin("chatflow"))
-        .args(["admin", "create-table", "--store", &store])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "create-table: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new(bin("chatflow")).args(["admin", "create-table", "--store", &store]));
 
     let common = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = ["--kafka", &kafka.to_string(), "--store", &store]

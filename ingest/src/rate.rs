@@ -2,12 +2,24 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Buckets kept before refilled ones are swept out.
+const SWEEP_ABOVE: usize = 100_000;
+/// At most one sweep this often, so that more active users than
+/// `SWEEP_ABOVE` do not make every check a scan.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<String, (f64, Instant)>,
+    last_sweep: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -25,14 +37,21 @@ impl RateLimiter {
             return Ok(());
         };
         let now = Instant::now();
-        if buckets.len() > 100_000 {
+        let due = buckets
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY);
+        if buckets.by_key.len() > SWEEP_ABOVE && due {
             // Forget users whose bucket has refilled: they are at burst anyway.
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| {
+            buckets.by_key.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
             });
+            buckets.last_sweep = Some(now);
         }
-        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        let (tokens, at) = buckets
+            .by_key
+            .entry(key.to_owned())
+            .or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {

@@ -125,17 +125,11 @@ impl Chatflow {
 
     /// Runs `chatflow <args>` against this instance's broker.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_chatflow"))
-            .args(args)
-            .args(["--kafka-listen", &self.kafka.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "chatflow {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_chatflow"))
+                .args(args)
+                .args(["--kafka-listen", &self.kafka.to_string()]),
+        )
     }
 }
 
@@ -146,6 +140,17 @@ impl Drop for Chatflow {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs a command to its end; it must succeed. Returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A dev-login token from the gateway at `http`.
