@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
+    /// Another benchmark than the messaging one.
+    #[command(subcommand)]
+    pub what: Option<Bench>,
     /// Messages the single pair sends.
     #[arg(long, default_value_t = 2000)]
     pub pair_messages: usize,
@@ -27,6 +30,12 @@ pub struct BenchArgs {
     /// Extra flags for the chatflow under test.
     #[arg(long, allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum Bench {
+    /// Index generated messages into tantivy, then time queries.
+    Search(crate::bench_search::SearchBenchArgs),
 }
 
 struct Server {
@@ -206,6 +215,9 @@ fn report(name: &str, mut latencies: Vec<u64>, elapsed: Duration) -> Value {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Bench::Search(search)) = args.what {
+        return crate::bench_search::run(search).await;
+    }
     let server = start_server(&args.server_args).await?;
     let http = server.http;
     let clock = Instant::now();

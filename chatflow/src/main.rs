@@ -3,6 +3,7 @@
 //! default; the other subcommands are operators' tools.
 
 mod bench;
+mod bench_search;
 mod serve;
 mod tools;
 
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker, registry, every stage and the HTTP/WebSocket API (default).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print a token for a user (HS256 with the configured or dev secret).
     Token(tools::TokenArgs),
     /// Print a topic's records as JSON lines: partition, offset, key, decoded value.
@@ -48,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         None => runtime.block_on(serve::run(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve::run(*args)),
         Some(Command::Token(args)) => tools::token(args),
         Some(Command::Tail(args)) => runtime.block_on(tools::tail(args)),
         Some(Command::Topics(args)) => tools::topics(args),

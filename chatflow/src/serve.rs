@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use clap::Args;
-use cli::{AuthArgs, DataArgs, FetchArgs, GatewayArgs, KafkaArgs, StoreArgs, TopicArgs};
+use cli::{
+    AuthArgs, DataArgs, FetchArgs, GatewayArgs, KafkaArgs, SearchArgs, StoreArgs, TopicArgs,
+};
 
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
@@ -29,6 +31,8 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub search: SearchArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
     #[command(flatten)]
@@ -75,6 +79,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             TopicSpec::inbox(&args.gateway.node_id),
             TopicSpec::dlq(persister::GROUP),
             TopicSpec::dlq(router::GROUP),
+            TopicSpec::dlq(indexer::GROUP),
         ],
         args.topics.replication,
     )
@@ -82,6 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("creating topics")?;
 
     let store: Arc<dyn Store> = cli::open_store(&args.store.store).await?;
+    let search = cli::open_search(&args.search.search).await?;
     let auth = match (&args.auth.jwt_public_key, secret) {
         (Some(path), _) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -108,6 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         producer.clone(),
     );
+    gateway = gateway.with_search(search.clone());
     if args.local_delivery {
         let view = presence.clone();
         gateway = gateway.with_presence_hook(Arc::new(move |p| view.apply(p)));
@@ -144,6 +151,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         1000,
         args.fetch.store_fetch_wait(),
         persister,
+        &shutdown,
+    );
+    spawn_stage(
+        &mut tasks,
+        &kafka,
+        indexer::GROUP,
+        2000,
+        args.fetch.store_fetch_wait(),
+        Arc::new(indexer::Indexer::new(search)),
         &shutdown,
     );
     let mut router = router::RouterStage::new(store.clone(), presence, producer.clone());

@@ -55,6 +55,19 @@ pub struct StoreArgs {
     pub store: String,
 }
 
+/// Where messages are indexed for search.
+#[derive(Args, Clone, Debug)]
+pub struct SearchArgs {
+    /// Search index: `tantivy://<dir>` or `opensearch+http(s)://<host:port>[/<index>]`.
+    #[arg(long, env = "CHATFLOW_SEARCH", default_value = "tantivy://search")]
+    pub search: String,
+}
+
+/// Opens the search backend named by `--search`.
+pub async fn open_search(url: &str) -> anyhow::Result<std::sync::Arc<dyn search::SearchIndex>> {
+    Ok(search::open(url).await?)
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct TopicArgs {
     /// Partitions of chat.events when it is created (fixed for its life).

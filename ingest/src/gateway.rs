@@ -101,6 +101,8 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
     pub codec: Codec,
+    /// Where `GET /v1/search` looks; none on a node without search.
+    pub search: Option<Arc<dyn search::SearchIndex>>,
     producer: Producer,
     rate: RateLimiter,
     recent: Mutex<RecentSends>,
@@ -122,11 +124,17 @@ impl Gateway {
             store,
             hub: Hub::default(),
             codec: Codec::new(),
+            search: None,
             producer,
             rate,
             recent: Mutex::default(),
             written: Mutex::default(),
         }
+    }
+
+    pub fn with_search(mut self, index: Arc<dyn search::SearchIndex>) -> Self {
+        self.search = Some(index);
+        self
     }
 
     pub fn with_presence_hook(mut self, hook: PresenceHook) -> Self {

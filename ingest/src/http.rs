@@ -265,6 +265,54 @@ pub async fn post_message(
     Ok((StatusCode::CREATED, Json(ack)).into_response())
 }
 
+/// `DELETE /v1/conversations/{cid}/members/{uid}`: leave, or remove someone.
+pub async fn remove_member(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: axum::http::HeaderMap,
+    ApiPath((cid, uid)): ApiPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let device = rest_device(&headers);
+    let seq = gw.remove_member(&user, &device, &cid, &uid).await?;
+    Ok(Json(
+        json!({"conversation_id": cid, "user_id": uid, "seq": seq}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct EditMessage {
+    body: String,
+}
+
+/// `PATCH /v1/conversations/{cid}/messages/{seq}` (the author).
+pub async fn edit_message(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: axum::http::HeaderMap,
+    ApiPath((cid, seq)): ApiPath<(String, i64)>,
+    ApiJson(req): ApiJson<EditMessage>,
+) -> Result<Json<Value>, ApiError> {
+    let device = rest_device(&headers);
+    let event_seq = gw.edit_message(&user, &device, &cid, seq, req.body).await?;
+    Ok(Json(
+        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
+    ))
+}
+
+/// `DELETE /v1/conversations/{cid}/messages/{seq}` (author, owner, admin).
+pub async fn delete_message(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: axum::http::HeaderMap,
+    ApiPath((cid, seq)): ApiPath<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let device = rest_device(&headers);
+    let event_seq = gw.delete_message(&user, &device, &cid, seq).await?;
+    Ok(Json(
+        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
+    ))
+}
+
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     before: Option<i64>,

@@ -2,6 +2,7 @@
 //! validates and checks membership, turns each action into an event on
 //! `chat.events`, and pushes the deliveries of its inbox to its sockets.
 
+mod actions;
 pub mod auth;
 pub mod error;
 mod frames;
@@ -10,6 +11,7 @@ mod http;
 pub mod hub;
 pub mod inbox;
 mod rate;
+mod search;
 mod validate;
 mod ws;
 
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use gateway::{Gateway, GatewayConfig, Limits};
 
@@ -35,6 +37,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/v1/conversations/{cid}/messages",
             post(http::post_message).get(http::history),
         )
+        .route(
+            "/v1/conversations/{cid}/messages/{seq}",
+            axum::routing::patch(http::edit_message).delete(http::delete_message),
+        )
+        .route(
+            "/v1/conversations/{cid}/members/{uid}",
+            delete(http::remove_member),
+        )
+        .route("/v1/search", get(search::search))
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))

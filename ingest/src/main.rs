@@ -38,6 +38,10 @@ struct Args {
     gateway: GatewayArgs,
     #[command(flatten)]
     registry: cli::SchemaRegistryArgs,
+    /// The index `GET /v1/search` reads (the indexer's, normally
+    /// `opensearch+http(s)://<host:port>[/<index>]`); without it search answers 503.
+    #[arg(long, env = "CHATFLOW_SEARCH")]
+    search: Option<String>,
 }
 
 #[tokio::main]
@@ -73,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         ..Limits::default()
     };
     let producer = Producer::new(&kafka)?;
-    let gateway = Arc::new(Gateway::new(
+    let mut gateway = Gateway::new(
         GatewayConfig {
             node_id: node.clone(),
             limits,
@@ -82,7 +86,11 @@ async fn main() -> anyhow::Result<()> {
         auth,
         cli::open_store(&args.store.store).await?,
         producer.clone(),
-    ));
+    );
+    if let Some(url) = &args.search {
+        gateway = gateway.with_search(cli::open_search(url).await?);
+    }
+    let gateway = Arc::new(gateway);
     let shutdown = CancellationToken::new();
     let (inbox, ready) = ingest::inbox::start(
         gateway.clone(),

@@ -183,8 +183,10 @@ pub trait SearchIndex: Send + Sync + 'static {
 }
 
 /// Opens a backend by URL: `tantivy://<dir>`, or (with the `opensearch`
-/// feature) `http(s)://host:port[/index]`.
+/// feature) `opensearch+http(s)://host:port[/index]` (plain `http(s)://`
+/// works too).
 pub async fn open(url: &str) -> Result<Arc<dyn SearchIndex>> {
+    let url = url.strip_prefix("opensearch+").unwrap_or(url);
     match url.split_once("://") {
         Some(("tantivy", dir)) => Ok(Arc::new(TantivyIndex::open(std::path::Path::new(dir))?)),
         #[cfg(feature = "opensearch")]
@@ -192,7 +194,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn SearchIndex>> {
         _ => Err(SearchError::Permanent(format!(
             "unsupported search URL {url:?} (this build knows tantivy://<dir>{})",
             if cfg!(feature = "opensearch") {
-                " and http(s)://<opensearch>[/<index>]"
+                " and opensearch+http(s)://<host:port>[/<index>]"
             } else {
                 ""
             }

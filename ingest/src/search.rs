@@ -1,0 +1,138 @@
+//! `GET /v1/search`: full-text search over the messages of the
+//! conversations the caller belongs to now.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::now_millis;
+use crate::error::ApiError;
+use crate::frames::rfc3339;
+use crate::http::{ApiQuery, AppState, User};
+use crate::validate;
+
+/// The longest query, in characters.
+const MAX_QUERY_CHARS: usize = 256;
+const MAX_LIMIT: usize = 100;
+/// Deep pages cost the backend more than they help a person.
+const MAX_OFFSET: usize = 1000;
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    conversation_id: Option<String>,
+    sender_id: Option<String>,
+    /// RFC 3339 time or milliseconds since the epoch, inclusive.
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(millis) = value.parse::<i64>() {
+        return Ok(Some(millis));
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Some(d.as_millis() as i64))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_time",
+                format!("{name} is an RFC 3339 time or milliseconds since the epoch"),
+            )
+        })
+}
+
+pub async fn search(
+    State(gw): State<AppState>,
+    User(user): User,
+    ApiQuery(p): ApiQuery<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let text = p.q.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("invalid_query", "q is required"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            format!("q is at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    let limit = p.limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let offset = p.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::invalid(
+            "invalid_offset",
+            format!("offset is at most {MAX_OFFSET}"),
+        ));
+    }
+    if let Some(sender) = &p.sender_id {
+        validate::named_id("sender_id", sender)?;
+    }
+    let from = time_param("from", p.from.as_deref())?;
+    let to = time_param("to", p.to.as_deref())?;
+    let Some(index) = gw.search.clone() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "search is not configured on this node",
+        ));
+    };
+    let conversation_ids = match &p.conversation_id {
+        Some(cid) => {
+            gw.require_member(cid, &user.sub).await?;
+            vec![cid.clone()]
+        }
+        None => gw
+            .store
+            .user_conversations(&user.sub)
+            .await?
+            .into_iter()
+            .map(|c| c.conversation_id)
+            .collect(),
+    };
+    let query = search::SearchQuery {
+        text,
+        conversation_ids,
+        sender_id: p.sender_id,
+        from,
+        to,
+        offset,
+        limit,
+        now: now_millis(),
+    };
+    let results = index.search(&query).await.map_err(|e| match e {
+        search::SearchError::InvalidQuery(message) => ApiError::invalid("invalid_query", message),
+        e => ApiError::unavailable("search", e),
+    })?;
+    let hits: Vec<Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            json!({
+                "conversation_id": h.conversation_id,
+                "seq": h.seq,
+                "message_id": h.message_id,
+                "sender_id": h.sender_id,
+                "sent_at": rfc3339(h.sent_at),
+                "snippet": h.snippet,
+                "score": h.score,
+            })
+        })
+        .collect();
+    let mut body = json!({"hits": hits, "has_more": results.has_more});
+    if results.has_more {
+        body["next_offset"] = json!(offset + limit);
+    }
+    Ok(Json(body))
+}
