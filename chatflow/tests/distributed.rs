@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)]
-//! Distributed mode on one machine: the broker, a DynamoDB-API server and
-//! every stage as separate processes, two gateway nodes. A persister killed
-//! with SIGKILL mid-stream loses nothing and duplicates nothing.
+//! Distributed mode on one machine: the broker, a DynamoDB-API server, an
+//! OpenSearch-API server and every stage as separate processes, two gateway
+//! nodes. A persister killed with SIGKILL mid-stream loses nothing and
+//! duplicates nothing; the indexer process makes every message searchable
+//! from either node.
 
 mod common;
 
@@ -121,6 +123,7 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let (kafka, dynamo, n1, n2) = (free_port(), free_port(), free_port(), free_port());
+    let opensearch = free_port();
 
     let dynoxide = std::env::var("DYNOXIDE").unwrap_or_else(|_| "dynoxide".into());
     let _dynamo = Proc::spawn(
@@ -144,6 +147,20 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
         .map(String::from),
         logs,
     );
+    let _osmem = Proc::spawn(
+        "osmem-server",
+        Path::new(&osmem_binary()),
+        &[
+            "-addr".into(),
+            opensearch.to_string(),
+            "-no-stdin-watch".into(),
+            "-parent-pid".into(),
+            std::process::id().to_string(),
+        ],
+        logs,
+    );
+    let search = format!("opensearch+http://{opensearch}/chatflow-messages");
+    wait_port(opensearch, "osmem-server").await;
     wait_port(dynamo, "dynoxide").await;
     wait_port(kafka, "broker").await;
     let store = format!("dynamodb://chatflow?endpoint=http://{dynamo}");
@@ -168,12 +185,20 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
             "100000",
             "--rate-burst",
             "100000",
+            "--search",
+            &search,
         ])
     };
     let mut _n1 = Proc::spawn("ingest-n1", &bin("ingest"), &node("n1", n1), logs);
     let mut _n2 = Proc::spawn("ingest-n2", &bin("ingest"), &node("n2", n2), logs);
     let mut persister = Proc::spawn("persister", &bin("persister"), &common(&[]), logs);
     let mut _router = Proc::spawn("router", &bin("router"), &common(&[]), logs);
+    let mut indexer = Proc::spawn(
+        "indexer",
+        &bin("indexer"),
+        &["--kafka", &kafka.to_string(), "--search", &search].map(String::from),
+        logs,
+    );
     wait_port(n1, "ingest n1").await;
     wait_port(n2, "ingest n2").await;
 
@@ -330,4 +355,48 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     let seen = counter.await.unwrap();
     let expected: BTreeSet<i64> = acked.values().copied().collect();
     assert_eq!(seen, expected, "live deliveries on node 2");
+
+    // The indexer process put every message into OpenSearch; bob finds any
+    // of them from node 2, and nobody outside the conversation does.
+    let bob_api = Api::at(n2, &tb);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in [0, 777, MESSAGES - 1] {
+        let want = acked[&format!("s{i:05}")];
+        loop {
+            let (status, body) = bob_api
+                .get(&format!("/v1/search?q=%22stream%20{i}%22"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let hits: Vec<i64> = body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["seq"].as_i64().unwrap())
+                .collect();
+            if hits == [want] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {i}: {hits:?}, want [{want}]"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let carol = Api::at(n2, &dev_token(n2, "carol").await);
+    let (status, body) = carol.get("/v1/search?q=stream").await;
+    assert_eq!(
+        (status, body["hits"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    indexer.assert_running();
+}
+
+fn osmem_binary() -> String {
+    if let Ok(bin) = std::env::var("OSMEM_SERVER_BIN") {
+        return bin;
+    }
+    let script = "import osmem_server, os; print(os.path.join(os.path.dirname(osmem_server.__file__), 'bin', 'osmem-server'))";
+    let out = run_ok(Command::new("python3").args(["-c", script]));
+    out.trim().to_owned()
 }
