@@ -80,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             TopicSpec::dlq(persister::GROUP),
             TopicSpec::dlq(router::GROUP),
             TopicSpec::dlq(indexer::GROUP),
+            TopicSpec::dlq(router::SIGNALS_GROUP),
         ],
         args.topics.replication,
     )
@@ -114,7 +115,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         producer.clone(),
     );
-    gateway = gateway.with_search(search.clone());
+    gateway = gateway
+        .with_search(search.clone())
+        .with_presence(presence.clone());
     if args.local_delivery {
         let view = presence.clone();
         gateway = gateway.with_presence_hook(Arc::new(move |p| view.apply(p)));
@@ -162,12 +165,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(indexer::Indexer::new(search)),
         &shutdown,
     );
-    let mut router = router::RouterStage::new(store.clone(), presence, producer.clone());
+    let mut router = router::RouterStage::new(store.clone(), presence.clone(), producer.clone());
+    let mut fanout = router::Fanout::new(presence.clone(), producer.clone());
     if args.local_delivery {
-        router = router.with_local_inbox(
-            &args.gateway.node_id,
-            Arc::new(LocalGateway(gateway.clone())),
-        );
+        let local = Arc::new(LocalGateway(gateway.clone()));
+        router = router.with_local_inbox(&args.gateway.node_id, local.clone());
+        fanout = fanout.with_local_inbox(&args.gateway.node_id, local);
+    }
+    {
+        let (kafka, store, token) = (kafka.clone(), store.clone(), shutdown.child_token());
+        let fetch_wait = args.fetch.store_fetch_wait();
+        let fanout = Arc::new(fanout);
+        tasks.spawn(async move {
+            router::signals::run(&kafka, store, presence, fanout, fetch_wait, token)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    {
+        let (gateway, token) = (gateway.clone(), shutdown.child_token());
+        tasks.spawn(async move {
+            ingest::people::heartbeat(gateway, token).await;
+            Ok(())
+        });
     }
     spawn_stage(
         &mut tasks,
@@ -251,6 +271,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     for socket in gateway.hub.all() {
         socket.close(1001, "server shutting down");
+    }
+    // None of this node's devices is online any more.
+    if let Err(e) = gateway.publish_node(false).await {
+        error!(error = %e.message, "node reset not published");
     }
     while let Some(result) = tasks.join_next().await {
         if let Ok(Err(e)) = result {

@@ -9,6 +9,29 @@ pub fn rfc3339(millis: i64) -> String {
 }
 
 /// A PROTOCOL.md `message`.
+/// `typing`: show the user as typing for `shown`.
+pub fn typing(t: &schemas::Typing, shown: std::time::Duration) -> String {
+    json!({
+        "type": "typing",
+        "conversation_id": t.conversation_id,
+        "user_id": t.user_id,
+        "at": rfc3339(t.at),
+        "expires_in_ms": shown.as_millis() as u64,
+    })
+    .to_string()
+}
+
+/// `presence`: a user came online, or went offline (last seen then).
+pub fn presence(p: &schemas::DevicePresence) -> String {
+    json!({
+        "type": "presence",
+        "user_id": p.user_id,
+        "online": p.online,
+        "last_seen": if p.online { None } else { Some(rfc3339(p.at)) },
+    })
+    .to_string()
+}
+
 pub fn message(m: &store::Message) -> Value {
     let mut v = json!({
         "conversation_id": m.conversation_id,

@@ -103,6 +103,9 @@ pub struct Gateway {
     pub codec: Codec,
     /// Where `GET /v1/search` looks; none on a node without search.
     pub search: Option<Arc<dyn search::SearchIndex>>,
+    /// Who is online, for `GET /v1/users/{uid}/presence`.
+    pub presence: Option<router::PresenceView>,
+    pub(crate) typing_throttle: crate::people::TypingThrottle,
     producer: Producer,
     rate: RateLimiter,
     recent: Mutex<RecentSends>,
@@ -125,6 +128,8 @@ impl Gateway {
             hub: Hub::default(),
             codec: Codec::new(),
             search: None,
+            presence: None,
+            typing_throttle: Default::default(),
             producer,
             rate,
             recent: Mutex::default(),
@@ -134,6 +139,11 @@ impl Gateway {
 
     pub fn with_search(mut self, index: Arc<dyn search::SearchIndex>) -> Self {
         self.search = Some(index);
+        self
+    }
+
+    pub fn with_presence(mut self, view: router::PresenceView) -> Self {
+        self.presence = Some(view);
         self
     }
 
@@ -202,14 +212,22 @@ impl Gateway {
             online,
             at: now_millis(),
         };
+        let key = format!("{user_id}/{device_id}");
+        self.publish_presence_record(&key, &record).await
+    }
+
+    pub(crate) async fn publish_presence_record(
+        &self,
+        key: &str,
+        record: &DevicePresence,
+    ) -> Result<(), ApiError> {
         if let Some(hook) = &self.presence_hook {
-            hook(&record);
+            hook(record);
         }
         let bytes = self
             .codec
-            .encode(&record)
+            .encode(record)
             .map_err(|e| ApiError::unavailable("the event encoder", e))?;
-        let key = format!("{user_id}/{device_id}");
         self.producer
             .send(topics::PRESENCE, key.as_bytes(), &bytes, None)
             .await?;
@@ -274,6 +292,15 @@ impl Gateway {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// The highest seq this node produced in a conversation (-1: none).
+    pub(crate) fn written_seq(&self, conversation_id: &str) -> i64 {
+        self.written
+            .lock()
+            .ok()
+            .and_then(|w| w.any.get(conversation_id).copied())
+            .unwrap_or(-1)
     }
 
     /// The caller's membership, or 403 (exists, not a member) / 404.

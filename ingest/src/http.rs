@@ -86,7 +86,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
 }
 
 /// The device a REST call acts from: `X-Device-Id`, or `api`.
-fn rest_device(parts: &axum::http::HeaderMap) -> String {
+pub(crate) fn rest_device(parts: &axum::http::HeaderMap) -> String {
     parts
         .get("x-device-id")
         .and_then(|v| v.to_str().ok())
@@ -101,6 +101,7 @@ pub struct DevTokenRequest {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/dev/token", tag = "auth", security(()), request_body = crate::openapi::DevTokenRequest, responses((status = 200, body = crate::openapi::Token)))]
 pub async fn dev_token(
     State(gw): State<AppState>,
     ApiJson(req): ApiJson<DevTokenRequest>,
@@ -124,6 +125,7 @@ pub struct CreateConversation {
     members: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = crate::openapi::CreateConversation, responses((status = 201, body = crate::openapi::CreatedConversation), (status = 200, description = "the existing direct conversation", body = crate::openapi::CreatedConversation)))]
 pub async fn create_conversation(
     State(gw): State<AppState>,
     User(user): User,
@@ -151,12 +153,14 @@ pub async fn create_conversation(
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/conversations/{cid}", tag = "conversations", params(("cid" = String, Path, description = "conversation id")), responses((status = 200, body = crate::openapi::ConversationDetails)))]
 pub async fn get_conversation(
     State(gw): State<AppState>,
     User(user): User,
     ApiPath(cid): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let me = gw.require_member(&cid, &user.sub).await?;
+    gw.read_your_writes(&cid, false).await?;
     let c = gw
         .store
         .conversation(&cid)
@@ -172,18 +176,28 @@ pub async fn get_conversation(
         "created_at": frames::rfc3339(c.created_at),
         "role": me.role,
         "last_seq": c.last_seq,
-        "members": members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role, "last_read_seq": m.last_read_seq})).collect::<Vec<_>>(),
+        "members": members.iter().map(|m| json!({
+            "user_id": m.user_id,
+            "role": m.role,
+            "last_read_seq": m.last_read_seq,
+            "last_delivered_seq": m.last_delivered_seq,
+        })).collect::<Vec<_>>(),
     })))
 }
 
 /// Unread messages are counted up to this many; clients show "999+".
 const UNREAD_CAP: usize = 999;
 
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", responses((status = 200, body = crate::openapi::ConversationList)))]
 pub async fn list_conversations(
     State(gw): State<AppState>,
     User(user): User,
 ) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
+    // This node's own writes first (a mute, a read), then the list as it is.
+    for uc in gw.store.user_conversations(&user.sub).await? {
+        gw.read_your_writes(&uc.conversation_id, false).await?;
+    }
     for uc in gw.store.user_conversations(&user.sub).await? {
         let Some(c) = gw.store.conversation(&uc.conversation_id).await? else {
             continue;
@@ -216,9 +230,21 @@ pub async fn list_conversations(
                 .map(|m| frames::message(&m)),
             None => None,
         };
+        // A direct conversation is shown as the other person.
+        let peer = if c.kind == "direct" {
+            gw.store
+                .members(&c.conversation_id)
+                .await?
+                .into_iter()
+                .map(|m| m.user_id)
+                .find(|u| *u != user.sub)
+        } else {
+            None
+        };
         out.push((
             c.last_activity_at,
             json!({
+                "peer": peer,
                 "conversation_id": c.conversation_id,
                 "kind": c.kind,
                 "name": c.name,
@@ -246,6 +272,7 @@ pub struct PostMessage {
     mentions: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id")), request_body = crate::openapi::PostMessage, responses((status = 201, body = crate::openapi::Ack)))]
 pub async fn post_message(
     State(gw): State<AppState>,
     User(user): User,
@@ -265,54 +292,6 @@ pub async fn post_message(
     Ok((StatusCode::CREATED, Json(ack)).into_response())
 }
 
-/// `DELETE /v1/conversations/{cid}/members/{uid}`: leave, or remove someone.
-pub async fn remove_member(
-    State(gw): State<AppState>,
-    User(user): User,
-    headers: axum::http::HeaderMap,
-    ApiPath((cid, uid)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let device = rest_device(&headers);
-    let seq = gw.remove_member(&user, &device, &cid, &uid).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "user_id": uid, "seq": seq}),
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct EditMessage {
-    body: String,
-}
-
-/// `PATCH /v1/conversations/{cid}/messages/{seq}` (the author).
-pub async fn edit_message(
-    State(gw): State<AppState>,
-    User(user): User,
-    headers: axum::http::HeaderMap,
-    ApiPath((cid, seq)): ApiPath<(String, i64)>,
-    ApiJson(req): ApiJson<EditMessage>,
-) -> Result<Json<Value>, ApiError> {
-    let device = rest_device(&headers);
-    let event_seq = gw.edit_message(&user, &device, &cid, seq, req.body).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
-    ))
-}
-
-/// `DELETE /v1/conversations/{cid}/messages/{seq}` (author, owner, admin).
-pub async fn delete_message(
-    State(gw): State<AppState>,
-    User(user): User,
-    headers: axum::http::HeaderMap,
-    ApiPath((cid, seq)): ApiPath<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
-    let device = rest_device(&headers);
-    let event_seq = gw.delete_message(&user, &device, &cid, seq).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
-    ))
-}
-
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     before: Option<i64>,
@@ -320,6 +299,7 @@ pub struct HistoryQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("before" = Option<i64>, Query, description = "only messages below this seq"), ("after" = Option<i64>, Query, description = "only messages above this seq"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, body = crate::openapi::MessagePage)))]
 pub async fn history(
     State(gw): State<AppState>,
     User(user): User,
@@ -349,10 +329,12 @@ pub async fn history(
     })))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = crate::openapi::Health)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = crate::openapi::Ready)))]
 pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Value>, ApiError> {
     gw.store.conversation("readyz-probe").await?;
     Ok(Json(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use schemas::{ChatEvent, Delivery};
+use schemas::{ChatEvent, Delivery, DevicePresence, SchemaId, Typing};
 use streams::follow::{From, follow};
 use streams::{KafkaConfig, KafkaError, topics};
 use tokio::sync::oneshot;
@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::frames;
 use crate::gateway::Gateway;
+use crate::people::TYPING_SHOWN;
 
 /// Reads the inbox from its end (a restarted node has no sockets that
 /// could want older deliveries: clients resume from the store).
@@ -43,8 +44,31 @@ pub fn start(
     Ok((handle, ready_rx))
 }
 
-/// Pushes one delivery to the sockets it names that are connected here.
+/// Pushes one delivery to the sockets it names that are connected here:
+/// an event (in seq order, through each socket's resume logic), or a typing
+/// or presence signal (as it comes).
 pub fn deliver(gw: &Gateway, delivery: &Delivery) {
+    let signal = match gw.codec.record_of(&delivery.event) {
+        Some(SchemaId::Typing) => gw
+            .codec
+            .decode::<Typing>(&delivery.event)
+            .ok()
+            .map(|t| frames::typing(&t, TYPING_SHOWN)),
+        Some(SchemaId::DevicePresence) => gw
+            .codec
+            .decode::<DevicePresence>(&delivery.event)
+            .ok()
+            .map(|p| frames::presence(&p)),
+        _ => None,
+    };
+    if let Some(frame) = signal {
+        for device in &delivery.devices {
+            if let Some(socket) = gw.hub.get(device) {
+                socket.send(frame.clone());
+            }
+        }
+        return;
+    }
     let event: ChatEvent = match gw.codec.decode(&delivery.event) {
         Ok(e) => e,
         Err(e) => {

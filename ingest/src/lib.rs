@@ -2,24 +2,29 @@
 //! validates and checks membership, turns each action into an event on
 //! `chat.events`, and pushes the deliveries of its inbox to its sockets.
 
-mod actions;
 pub mod auth;
 pub mod error;
 mod frames;
 pub mod gateway;
 mod http;
+mod http_actions;
 pub mod hub;
 pub mod inbox;
+mod members;
+mod messages;
+pub mod openapi;
+pub mod people;
 mod rate;
 mod search;
 mod validate;
+mod web;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post, put};
 
 pub use gateway::{Gateway, GatewayConfig, Limits};
 
@@ -27,26 +32,60 @@ pub use gateway::{Gateway, GatewayConfig, Limits};
 pub fn router(gw: Arc<Gateway>) -> Router {
     let body_limit = gw.config.limits.max_frame_bytes.max(64 * 1024);
     Router::new()
+        .route("/", get(web::index))
+        .route("/app.js", get(web::script))
+        .route("/app.css", get(web::style))
         .route("/v1/dev/token", post(http::dev_token))
         .route(
             "/v1/conversations",
             post(http::create_conversation).get(http::list_conversations),
         )
-        .route("/v1/conversations/{cid}", get(http::get_conversation))
+        .route(
+            "/v1/conversations/{cid}",
+            get(http::get_conversation).patch(http_actions::update_conversation),
+        )
+        .route(
+            "/v1/conversations/{cid}/members",
+            post(http_actions::add_member),
+        )
+        .route(
+            "/v1/conversations/{cid}/members/{uid}/role",
+            put(http_actions::change_role),
+        )
+        .route("/v1/conversations/{cid}/mute", put(http_actions::mute))
+        .route(
+            "/v1/conversations/{cid}/read",
+            post(http_actions::mark_read),
+        )
+        .route(
+            "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}",
+            put(http_actions::add_reaction).delete(http_actions::remove_reaction),
+        )
+        .route(
+            "/v1/conversations/{cid}/messages/{seq}/receipts",
+            get(http_actions::receipts),
+        )
+        .route("/v1/users/{uid}/presence", get(http_actions::presence))
+        .route("/v1/devices", post(http_actions::register_device))
+        .route(
+            "/v1/devices/{device_id}",
+            delete(http_actions::remove_device),
+        )
         .route(
             "/v1/conversations/{cid}/messages",
             post(http::post_message).get(http::history),
         )
         .route(
             "/v1/conversations/{cid}/messages/{seq}",
-            axum::routing::patch(http::edit_message).delete(http::delete_message),
+            patch(http_actions::edit_message).delete(http_actions::delete_message),
         )
         .route(
             "/v1/conversations/{cid}/members/{uid}",
-            delete(http::remove_member),
+            delete(http_actions::remove_member),
         )
         .route("/v1/search", get(search::search))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(http::not_found)

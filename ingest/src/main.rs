@@ -90,8 +90,24 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = &args.search {
         gateway = gateway.with_search(cli::open_search(url).await?);
     }
+    // Presence for `GET /v1/users/{uid}/presence`: this node's own view of
+    // chat.presence.
+    let presence = router::PresenceView::default();
+    gateway = gateway.with_presence(presence.clone());
     let gateway = Arc::new(gateway);
     let shutdown = CancellationToken::new();
+    let (view_ready, _) = tokio::sync::oneshot::channel();
+    let presence_follower = router::presence::follow(
+        &kafka,
+        presence,
+        args.fetch.presence_fetch_wait(),
+        view_ready,
+        shutdown.child_token(),
+    )?;
+    let heartbeat = tokio::spawn(ingest::people::heartbeat(
+        gateway.clone(),
+        shutdown.child_token(),
+    ));
     let (inbox, ready) = ingest::inbox::start(
         gateway.clone(),
         &kafka,
@@ -113,7 +129,13 @@ async fn main() -> anyhow::Result<()> {
     for socket in gateway.hub.all() {
         socket.close(1001, "server shutting down");
     }
+    let _ = heartbeat.await;
+    let _ = gateway.publish_node(false).await;
     let _ = producer.flush(Duration::from_secs(10));
-    let _ = tokio::task::spawn_blocking(move || inbox.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = inbox.join();
+        let _ = presence_follower.join();
+    })
+    .await;
     result
 }

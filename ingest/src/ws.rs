@@ -8,7 +8,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use schemas::{Actor, DeliveredUpTo, Payload, ReadUpTo};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::Page;
@@ -21,6 +20,7 @@ use crate::frames;
 use crate::gateway::{Gateway, NewMessage};
 use crate::http::{ApiQuery, AppState};
 use crate::hub::{Outbound, Socket};
+use crate::messages::Receipt;
 use crate::validate;
 
 /// Frames queued for one socket before it counts as too slow.
@@ -218,10 +218,6 @@ async fn handle(
             ApiError::invalid("invalid_frame", format!("{kind}: {e}")),
         )
     })?;
-    let actor = || Actor {
-        user_id: claims.sub.clone(),
-        device_id: socket.device_id.clone(),
-    };
     let with_ref = |e: ApiError| (reference.clone(), e);
     match frame {
         ClientFrame::Ping => {
@@ -261,12 +257,12 @@ async fn handle(
             conversation_id,
             seq,
         } => {
-            receipt(
-                gw,
+            gw.receipt(
                 claims,
+                &socket.device_id,
                 &conversation_id,
-                actor(),
-                Payload::ReadUpTo(ReadUpTo { seq }),
+                seq,
+                Receipt::Read,
             )
             .await
             .map_err(with_ref)?;
@@ -275,34 +271,19 @@ async fn handle(
             conversation_id,
             seq,
         } => {
-            let payload = Payload::DeliveredUpTo(DeliveredUpTo { seq });
-            receipt(gw, claims, &conversation_id, actor(), payload)
+            let kind = Receipt::Delivered;
+            gw.receipt(claims, &socket.device_id, &conversation_id, seq, kind)
                 .await
                 .map_err(with_ref)?;
         }
         ClientFrame::Typing { conversation_id } => {
-            gw.require_member(&conversation_id, &claims.sub)
-                .await
-                .map_err(with_ref)?;
-            gw.publish_typing(&conversation_id, &claims.sub, &socket.device_id)
+            gw.typing(&conversation_id, &claims.sub, &socket.device_id)
                 .await
                 .map_err(with_ref)?;
         }
         ClientFrame::Resume { cursors } => resume(gw, socket, claims, cursors).await?,
     }
     Ok(())
-}
-
-/// A read or delivered receipt: an event on the log, from members only.
-async fn receipt(
-    gw: &Gateway,
-    claims: &Claims,
-    cid: &str,
-    actor: Actor,
-    payload: Payload,
-) -> Result<(), ApiError> {
-    gw.require_member(cid, &claims.sub).await?;
-    gw.publish(cid, actor, payload).await.map(|_| ())
 }
 
 /// Sends each named conversation's events after its cursor from the store,

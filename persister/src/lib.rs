@@ -110,6 +110,20 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             device_id: event.actor.device_id,
             seq: p.seq,
         },
+        Payload::MemberMuted(p) => Mutation::SetMuted {
+            user_id: actor,
+            muted: p.muted,
+        },
+        Payload::DeviceRegistered(p) => Mutation::PutDevice {
+            user_id: actor,
+            device_id: p.device_id,
+            platform: p.platform,
+            push_token: p.push_token,
+        },
+        Payload::DeviceRemoved(p) => Mutation::RemoveDevice {
+            user_id: actor,
+            device_id: p.device_id,
+        },
     };
     EventWrite {
         conversation_id: event.conversation_id,

@@ -4,6 +4,7 @@
 
 mod membership;
 pub mod presence;
+pub mod signals;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use streams::{Producer, Record, Rejection, Stage, StageError, topics};
 use tokio::sync::Mutex;
 
 pub use presence::PresenceView;
+pub use signals::{Fanout, SIGNALS_GROUP, TypingStage};
 
 pub const GROUP: &str = "router";
 

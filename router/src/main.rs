@@ -40,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(args.kafka.brokers());
     topics::ensure(
         &kafka,
-        &[TopicSpec::presence(1), TopicSpec::dlq(router::GROUP)],
+        &[
+            TopicSpec::presence(1),
+            TopicSpec::signals(1),
+            TopicSpec::dlq(router::GROUP),
+            TopicSpec::dlq(router::SIGNALS_GROUP),
+        ],
         1,
     )
     .await?;
@@ -56,11 +61,20 @@ async fn main() -> anyhow::Result<()> {
     )?;
     // Route nothing before the view holds everyone already online.
     let _ = tokio::time::timeout(Duration::from_secs(60), ready_rx).await;
+    let producer = Producer::new(&kafka)?;
     let stage = Arc::new(router::RouterStage::new(
-        store,
-        presence,
-        Producer::new(&kafka)?,
+        store.clone(),
+        presence.clone(),
+        producer.clone(),
     ));
+    let fanout = Arc::new(router::Fanout::new(presence.clone(), producer));
+    let signals = {
+        let (kafka, token) = (kafka.clone(), shutdown.child_token());
+        let fetch_wait = args.fetch.store_fetch_wait();
+        tokio::spawn(async move {
+            router::signals::run(&kafka, store, presence, fanout, fetch_wait, token).await
+        })
+    };
     let spec = ConsumerSpec {
         group: router::GROUP.into(),
         topics: vec![topics::EVENTS.into()],
@@ -72,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(run_stage(&kafka, spec, stage, token).await?)
     })
     .await;
+    let _ = signals.await;
     let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     result
 }

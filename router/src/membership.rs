@@ -23,6 +23,13 @@ impl Membership {
         event: &ChatEvent,
     ) -> Result<Vec<String>, StageError> {
         let cid = &event.conversation_id;
+        match &event.payload {
+            // A user's own stream: nothing to route.
+            Payload::DeviceRegistered(_) | Payload::DeviceRemoved(_) => return Ok(Vec::new()),
+            // Only the user's own devices learn of a mute.
+            Payload::MemberMuted(_) => return Ok(vec![event.actor.user_id.clone()]),
+            _ => {}
+        }
         if let Payload::ConversationCreated(p) = &event.payload {
             let members = p.members.iter().map(|m| m.user_id.clone()).collect();
             self.members.insert(cid.clone(), members);

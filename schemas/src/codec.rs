@@ -210,6 +210,13 @@ impl Codec {
         self.ids.schema_of(id).or_else(|| SchemaId::from_id(id))
     }
 
+    /// Which record a framed value holds, if this codec knows its schema.
+    pub fn record_of(&self, bytes: &[u8]) -> Option<SchemaId> {
+        split_header(bytes)
+            .ok()
+            .and_then(|(id, _)| self.schema_of(id))
+    }
+
     /// Decodes any compiled-in record into JSON, for operators' tools.
     pub fn decode_json(&self, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
         let (id, _) = split_header(bytes)?;
@@ -219,10 +226,15 @@ impl Codec {
             Some(SchemaId::Typing) => json(&self.decode::<Typing>(bytes)?),
             Some(SchemaId::Delivery) => {
                 let d = self.decode::<Delivery>(bytes)?;
-                let event = self.decode::<ChatEvent>(&d.event)?;
+                // Events, and the typing and presence signals the router
+                // also delivers.
+                let inner = match self.record_of(&d.event) {
+                    Some(SchemaId::Delivery) | None => json(&self.decode::<ChatEvent>(&d.event)?),
+                    Some(_) => self.decode_json(&d.event)?,
+                };
                 serde_json::json!({
                     "conversation_id": d.conversation_id, "seq": d.seq,
-                    "devices": d.devices, "event": json(&event),
+                    "devices": d.devices, "event": inner,
                 })
             }
             None => {
@@ -315,6 +327,9 @@ impl Record for ChatEvent {
             Payload::ReactionRemoved(p) => branch(9, p),
             Payload::ReadUpTo(p) => branch(10, p),
             Payload::DeliveredUpTo(p) => branch(11, p),
+            Payload::MemberMuted(p) => branch(12, p),
+            Payload::DeviceRegistered(p) => branch(13, p),
+            Payload::DeviceRemoved(p) => branch(14, p),
         }?;
         Ok(Value::Record(vec![
             ("event_id".into(), Value::String(self.event_id.clone())),
@@ -349,6 +364,9 @@ impl Record for ChatEvent {
                     9 => Payload::ReactionRemoved(from(v)?),
                     10 => Payload::ReadUpTo(from(v)?),
                     11 => Payload::DeliveredUpTo(from(v)?),
+                    12 => Payload::MemberMuted(from(v)?),
+                    13 => Payload::DeviceRegistered(from(v)?),
+                    14 => Payload::DeviceRemoved(from(v)?),
                     other => return Err(CodecError::UnknownBranch(other as usize)),
                 }
             }

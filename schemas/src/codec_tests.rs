@@ -74,6 +74,20 @@ fn every_payload() -> Vec<Payload> {
         }),
         Payload::ReadUpTo(ReadUpTo { seq: 9 }),
         Payload::DeliveredUpTo(DeliveredUpTo { seq: 9 }),
+        Payload::MemberMuted(MemberMuted { muted: true }),
+        Payload::DeviceRegistered(DeviceRegistered {
+            device_id: "phone".into(),
+            platform: "ios".into(),
+            push_token: Some("apns-token".into()),
+        }),
+        Payload::DeviceRegistered(DeviceRegistered {
+            device_id: "web".into(),
+            platform: "web".into(),
+            push_token: None,
+        }),
+        Payload::DeviceRemoved(DeviceRemoved {
+            device_id: "phone".into(),
+        }),
     ]
 }
 
@@ -83,7 +97,7 @@ fn every_payload_round_trips() {
     let payloads = every_payload();
     // One case per union branch, so a new branch without a test fails here.
     let branches: std::collections::HashSet<_> = payloads.iter().map(|p| p.kind()).collect();
-    assert_eq!(branches.len(), 12);
+    assert_eq!(branches.len(), 15);
     for payload in payloads {
         let original = event(payload);
         let bytes = codec.encode(&original).unwrap();

@@ -37,6 +37,9 @@ pub enum Payload {
     ReactionRemoved(ReactionRemoved),
     ReadUpTo(ReadUpTo),
     DeliveredUpTo(DeliveredUpTo),
+    MemberMuted(MemberMuted),
+    DeviceRegistered(DeviceRegistered),
+    DeviceRemoved(DeviceRemoved),
 }
 
 impl Payload {
@@ -55,6 +58,9 @@ impl Payload {
             Payload::ReactionRemoved(_) => "reaction_removed",
             Payload::ReadUpTo(_) => "read",
             Payload::DeliveredUpTo(_) => "delivered",
+            Payload::MemberMuted(_) => "muted",
+            Payload::DeviceRegistered(_) => "device_registered",
+            Payload::DeviceRemoved(_) => "device_removed",
         }
     }
 }
@@ -136,6 +142,29 @@ pub struct ReadUpTo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveredUpTo {
     pub seq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberMuted {
+    pub muted: bool,
+}
+
+/// A user's device events travel on the user's own stream of `chat.events`:
+/// this is its conversation_id.
+pub fn user_stream(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRegistered {
+    pub device_id: String,
+    pub platform: String,
+    pub push_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    pub device_id: String,
 }
 
 /// `chat.presence`: a device came online on a gateway node, or went offline.

@@ -11,6 +11,7 @@ pub mod registry_client;
 pub use codec::{Codec, CodecError, Record, RegistryIds, SchemaId};
 pub use event::{
     Actor, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
-    DevicePresence, MemberAdded, MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted,
-    MessageEdited, MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing,
+    DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted, MemberRemoved,
+    MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePosted, Payload,
+    ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
 };

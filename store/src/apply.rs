@@ -111,6 +111,28 @@ async fn apply_mutation(
                 put_member(items, write, user_id, role).await?;
             }
         }
+        Mutation::PutDevice {
+            user_id,
+            device_id,
+            platform,
+            push_token,
+        } => {
+            let (upk, sk) = (user_pk(user_id), device_sk(device_id));
+            let mut device = items
+                .get::<Device>(&upk, &sk)
+                .await?
+                .unwrap_or_else(|| Device {
+                    user_id: user_id.clone(),
+                    device_id: device_id.clone(),
+                    ..Default::default()
+                });
+            device.platform = Some(platform.clone());
+            device.push_token = push_token.clone();
+            items.put(&upk, &sk, &device)?;
+        }
+        Mutation::RemoveDevice { user_id, device_id } => {
+            items.delete(&user_pk(user_id), &device_sk(device_id));
+        }
         _ if meta.is_none() => {}
         Mutation::UpdateConversation { name, description } => {
             if let Some(m) = meta.as_mut() {
@@ -230,11 +252,18 @@ async fn apply_mutation(
                 .unwrap_or_else(|| Device {
                     user_id: user_id.clone(),
                     device_id: device_id.clone(),
-                    cursors: Default::default(),
+                    ..Default::default()
                 });
             let cursor = device.cursors.entry(cid.to_owned()).or_insert(*seq);
             *cursor = (*cursor).max(*seq);
             items.put(&upk, &sk, &device)?;
+        }
+        Mutation::SetMuted { user_id, muted } => {
+            let (upk, usk) = (user_pk(user_id), user_conv_sk(cid));
+            if let Some(mut uc) = items.get::<UserConversation>(&upk, &usk).await? {
+                uc.muted = *muted;
+                items.put(&upk, &usk, &uc)?;
+            }
         }
     }
     Ok(())

@@ -63,6 +63,11 @@ pub struct Device {
     pub device_id: String,
     /// conversation_id → the last seq the device acknowledged.
     pub cursors: BTreeMap<String, i64>,
+    /// Set when the device is registered (`POST /v1/devices`).
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub push_token: Option<String>,
 }
 
 /// One event's writes to one conversation.
@@ -131,6 +136,21 @@ pub enum Mutation {
         user_id: String,
         device_id: String,
         seq: i64,
+    },
+    SetMuted {
+        user_id: String,
+        muted: bool,
+    },
+    /// A user's device (on the user's own stream, outside any conversation).
+    PutDevice {
+        user_id: String,
+        device_id: String,
+        platform: String,
+        push_token: Option<String>,
+    },
+    RemoveDevice {
+        user_id: String,
+        device_id: String,
     },
 }
 

@@ -300,6 +300,23 @@ impl Ws {
         }
     }
 
+    /// Frames until one for which `wanted` holds.
+    pub async fn until_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let f = self.next().await;
+            if wanted(&f) {
+                return f;
+            }
+        }
+    }
+
+    /// Resumes from nothing and waits for `resumed`: the socket is live.
+    pub async fn live(&mut self) {
+        self.send(serde_json::json!({"type": "resume", "cursors": {}}))
+            .await;
+        self.until("resumed").await;
+    }
+
     /// Whether the server closed the socket, and with which code.
     pub async fn closed_with(&mut self) -> Option<u16> {
         loop {

@@ -1,0 +1,211 @@
+//! Changes to messages already posted (edit, delete, reactions) and the
+//! receipts members give, each one event on `chat.events`, checked against
+//! the caller's role.
+
+use schemas::{
+    DeliveredUpTo, MessageDeleted, MessageEdited, Payload, ReactionAdded, ReactionRemoved, ReadUpTo,
+};
+use serde::Serialize;
+use store::Message;
+
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::members::{actor, can_manage};
+use crate::validate;
+
+/// Who has a message: members (other than its sender) whose delivered or
+/// read cursor is at or past it.
+#[derive(Debug, Serialize)]
+pub struct Receipts {
+    pub delivered_to: Vec<String>,
+    pub read_by: Vec<String>,
+}
+
+/// The receipt kinds a member gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipt {
+    Read,
+    Delivered,
+}
+
+/// An emoji reaction: a short run of printable characters.
+fn emoji(value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && value.chars().all(|c| !c.is_whitespace() && !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_emoji",
+            "an emoji is 1-32 bytes without spaces",
+        ))
+    }
+}
+
+impl Gateway {
+    /// The message at `seq`, if the caller may see the conversation.
+    async fn message_for(
+        &self,
+        caller: &Claims,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<(String, Message), ApiError> {
+        let role = self
+            .require_member(conversation_id, &caller.sub)
+            .await?
+            .role;
+        self.read_your_writes(conversation_id, false).await?;
+        let message = self
+            .store
+            .message(conversation_id, seq)
+            .await?
+            .filter(|m| !m.deleted)
+            .ok_or_else(|| ApiError::not_found("no such message"))?;
+        Ok((role, message))
+    }
+
+    /// Replaces a message's text: its author only.
+    pub async fn edit_message(
+        &self,
+        caller: &Claims,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        body: String,
+    ) -> Result<i64, ApiError> {
+        validate::body(&body, self.config.limits.max_body_bytes)?;
+        let (_, message) = self.message_for(caller, conversation_id, seq).await?;
+        if message.sender_id != caller.sub {
+            return Err(ApiError::forbidden("only the author can edit a message"));
+        }
+        self.check_rate(&caller.sub)?;
+        let payload = Payload::MessageEdited(MessageEdited { seq, body });
+        let actor = actor(caller, device_id);
+        Ok(self.publish(conversation_id, actor, payload).await?.0)
+    }
+
+    /// Deletes a message, leaving a tombstone at its seq: its author, an
+    /// owner or admin of the conversation, or a global admin.
+    pub async fn delete_message(
+        &self,
+        caller: &Claims,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<i64, ApiError> {
+        let (role, message) = self.message_for(caller, conversation_id, seq).await?;
+        if message.sender_id != caller.sub && !can_manage(&role) && !caller.is_admin() {
+            return Err(ApiError::forbidden(
+                "only the author or an owner or admin can delete a message",
+            ));
+        }
+        let payload = Payload::MessageDeleted(MessageDeleted { seq });
+        let actor = actor(caller, device_id);
+        Ok(self.publish(conversation_id, actor, payload).await?.0)
+    }
+}
+
+impl Gateway {
+    /// Adds or removes the caller's reaction; a no-op (no event, `None`)
+    /// when it is already so.
+    pub async fn react(
+        &self,
+        caller: &Claims,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        emoji_text: &str,
+        add: bool,
+    ) -> Result<Option<i64>, ApiError> {
+        emoji(emoji_text)?;
+        let (_, message) = self.message_for(caller, conversation_id, seq).await?;
+        let has = message
+            .reactions
+            .get(emoji_text)
+            .is_some_and(|users| users.contains(&caller.sub));
+        if has == add {
+            return Ok(None);
+        }
+        if add && message.reactions.len() >= 50 && !message.reactions.contains_key(emoji_text) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "too_many_reactions",
+                "a message holds at most 50 different reactions",
+            ));
+        }
+        self.check_rate(&caller.sub)?;
+        let emoji = emoji_text.to_owned();
+        let payload = if add {
+            Payload::ReactionAdded(ReactionAdded { seq, emoji })
+        } else {
+            Payload::ReactionRemoved(ReactionRemoved { seq, emoji })
+        };
+        let actor = actor(caller, device_id);
+        Ok(Some(self.publish(conversation_id, actor, payload).await?.0))
+    }
+
+    /// Records that the caller's device has (delivered) or the caller has
+    /// read the conversation up to `seq`. Returns None when nothing moves.
+    pub async fn receipt(
+        &self,
+        caller: &Claims,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        kind: Receipt,
+    ) -> Result<Option<i64>, ApiError> {
+        let member = self.require_member(conversation_id, &caller.sub).await?;
+        let last_seq = self
+            .store
+            .conversation(conversation_id)
+            .await?
+            .map_or(-1, |c| c.last_seq);
+        if seq < 0 || seq > last_seq.max(self.written_seq(conversation_id)) {
+            return Err(ApiError::invalid(
+                "invalid_seq",
+                "seq is not an event of this conversation",
+            ));
+        }
+        let (current, payload) = match kind {
+            Receipt::Read => (member.last_read_seq, Payload::ReadUpTo(ReadUpTo { seq })),
+            Receipt::Delivered => (
+                member.last_delivered_seq,
+                Payload::DeliveredUpTo(DeliveredUpTo { seq }),
+            ),
+        };
+        // Delivered also moves the device's own cursor: always recorded.
+        if kind == Receipt::Read && seq <= current {
+            return Ok(None);
+        }
+        let actor = actor(caller, device_id);
+        Ok(Some(self.publish(conversation_id, actor, payload).await?.0))
+    }
+
+    /// Who received and who read the message at `seq`.
+    pub async fn receipts(
+        &self,
+        caller: &Claims,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<Receipts, ApiError> {
+        let (_, message) = self.message_for(caller, conversation_id, seq).await?;
+        let mut receipts = Receipts {
+            delivered_to: Vec::new(),
+            read_by: Vec::new(),
+        };
+        for m in self.store.members(conversation_id).await? {
+            if m.user_id == message.sender_id {
+                continue;
+            }
+            if m.last_delivered_seq >= seq || m.last_read_seq >= seq {
+                receipts.delivered_to.push(m.user_id.clone());
+            }
+            if m.last_read_seq >= seq {
+                receipts.read_by.push(m.user_id);
+            }
+        }
+        Ok(receipts)
+    }
+}
