@@ -36,11 +36,13 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Index generated messages into tantivy, then time queries.
     Search(crate::bench_search::SearchBenchArgs),
+    /// Fan-out: one group, many online devices, deliveries per second.
+    Fanout(crate::bench_fanout::FanoutArgs),
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -57,7 +59,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-async fn start_server(extra: &[String]) -> anyhow::Result<Server> {
+pub(crate) async fn start_server(extra: &[String]) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let http = free_port()?;
     let child = Command::new(std::env::current_exe()?)
@@ -90,7 +92,7 @@ async fn start_server(extra: &[String]) -> anyhow::Result<Server> {
     bail!("chatflow did not become ready")
 }
 
-async fn token(http: SocketAddr, user: &str) -> anyhow::Result<String> {
+pub(crate) async fn token(http: SocketAddr, user: &str) -> anyhow::Result<String> {
     let v: Value = reqwest::Client::new()
         .post(format!("http://{http}/v1/dev/token"))
         .json(&json!({"user_id": user}))
@@ -116,10 +118,10 @@ async fn direct(http: SocketAddr, token: &str, other: &str) -> anyhow::Result<St
         .context("no conversation")
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(http: SocketAddr, token: &str, device: &str) -> anyhow::Result<Socket> {
+pub(crate) async fn connect(http: SocketAddr, token: &str, device: &str) -> anyhow::Result<Socket> {
     let url = format!("ws://{http}/v1/ws?device_id={device}&token={token}");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     ws.send(Message::Text(
@@ -130,7 +132,7 @@ async fn connect(http: SocketAddr, token: &str, device: &str) -> anyhow::Result<
     Ok(ws)
 }
 
-async fn wait_for(ws: &mut Socket, kind: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_for(ws: &mut Socket, kind: &str) -> anyhow::Result<Value> {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
@@ -194,7 +196,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-fn report(name: &str, mut latencies: Vec<u64>, elapsed: Duration) -> Value {
+pub(crate) fn report(name: &str, mut latencies: Vec<u64>, elapsed: Duration) -> Value {
     latencies.sort_unstable();
     let rate = latencies.len() as f64 / elapsed.as_secs_f64();
     let (p50, p99, max) = (
@@ -215,8 +217,10 @@ fn report(name: &str, mut latencies: Vec<u64>, elapsed: Duration) -> Value {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(Bench::Search(search)) = args.what {
-        return crate::bench_search::run(search).await;
+    match args.what {
+        Some(Bench::Search(search)) => return crate::bench_search::run(search).await,
+        Some(Bench::Fanout(fanout)) => return crate::bench_fanout::run(fanout).await,
+        None => {}
     }
     let server = start_server(&args.server_args).await?;
     let http = server.http;

@@ -3,6 +3,7 @@
 //! default; the other subcommands are operators' tools.
 
 mod bench;
+mod bench_fanout;
 mod bench_search;
 mod serve;
 mod tools;

@@ -70,6 +70,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return; // killed on purpose earlier
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -190,7 +193,7 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
         ])
     };
     let mut _n1 = Proc::spawn("ingest-n1", &bin("ingest"), &node("n1", n1), logs);
-    let mut _n2 = Proc::spawn("ingest-n2", &bin("ingest"), &node("n2", n2), logs);
+    let mut n2_proc = Proc::spawn("ingest-n2", &bin("ingest"), &node("n2", n2), logs);
     let mut persister = Proc::spawn("persister", &bin("persister"), &common(&[]), logs);
     let mut _router = Proc::spawn("router", &bin("router"), &common(&[]), logs);
     let mut indexer = Proc::spawn(
@@ -390,6 +393,32 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
         (200, Some(0))
     );
     indexer.assert_running();
+
+    // Node liveness: node 2 dies without a word. Bob's device there turns
+    // offline for everyone once the node has been silent for the timeout.
+    let alice_api = Api::at(n1, &ta);
+    let _bob_again = connect(n2, tb.clone(), "b-laptop").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice_api.get("/v1/users/bob/presence").await.1["online"] != true {
+        assert!(Instant::now() < deadline, "node 1 never saw bob online");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n2_proc.kill9();
+    let killed = Instant::now();
+    loop {
+        let (status, p) = alice_api.get("/v1/users/bob/presence").await;
+        assert_eq!(status, 200, "{p}");
+        if p["online"] == false {
+            assert!(p["last_seen"].is_string(), "{p}");
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "bob still online 60 s after his node died"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("bob offline {:?} after his node died", killed.elapsed());
 }
 
 fn osmem_binary() -> String {

@@ -1,0 +1,142 @@
+//! `chatflow bench fanout`: the cost of fan-out. One group of `--members`,
+//! `--online` of them connected (one device each) and measured, plus
+//! `--senders` more members who send closed-loop (each waits for its ack;
+//! their sockets receive everything too, unmeasured). Reports deliveries/s
+//! to the measured devices and send→deliver latency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::bench::{connect, report, start_server, token, wait_for};
+
+#[derive(Args, Clone, Debug)]
+pub struct FanoutArgs {
+    /// Members of the group.
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Members online (one socket each) while it runs.
+    #[arg(long, default_value_t = 50)]
+    pub online: usize,
+    /// Further online members who send.
+    #[arg(long, default_value_t = 5)]
+    pub senders: usize,
+    /// Messages in all.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Extra flags for the chatflow under test.
+    #[arg(long, allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+}
+
+pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.senders >= 1 && args.online + args.senders <= args.members,
+        "need --senders ≥ 1 and --online + --senders ≤ --members"
+    );
+    let server = start_server(&args.server_args).await?;
+    let http = server.http;
+    println!(
+        "chatflow under test at http://{http}: a group of {}, {} online, {} sending",
+        args.members, args.online, args.senders
+    );
+    let users: Vec<String> = (0..args.members).map(|i| format!("fan{i}")).collect();
+    let owner = token(http, &users[0]).await?;
+    let created: Value = reqwest::Client::new()
+        .post(format!("http://{http}/v1/conversations"))
+        .bearer_auth(&owner)
+        .json(&json!({"kind": "group", "name": "fanout", "members": &users[1..]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cid = created["conversation_id"]
+        .as_str()
+        .context("no conversation")?
+        .to_owned();
+
+    let clock = Instant::now();
+    let per_sender = args.messages / args.senders;
+    let expected = per_sender * args.senders;
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, user) in users.iter().take(args.online + args.senders).enumerate() {
+        let ws = connect(http, &token(http, user).await?, "d").await?;
+        if i < args.online {
+            receivers.push(ws);
+        } else {
+            senders.push(ws);
+        }
+    }
+    let online_devices = receivers.len();
+    let receiving: Vec<_> = receivers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(expected);
+                while latencies.len() < expected {
+                    let v = wait_for(&mut ws, "event").await?;
+                    if v["kind"] != "message_posted" {
+                        continue;
+                    }
+                    let sent: u64 = v["data"]["body"]
+                        .as_str()
+                        .and_then(|b| b.parse().ok())
+                        .context("body")?;
+                    latencies.push((clock.elapsed().as_micros() as u64).saturating_sub(sent));
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let sending: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut ws)| {
+            let cid = cid.clone();
+            tokio::spawn(async move {
+                for i in 0..per_sender {
+                    let now = clock.elapsed().as_micros() as u64;
+                    let frame = json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("f{s}-{i}"), "body": now.to_string()});
+                    ws.send(Message::Text(frame.to_string().into())).await?;
+                    wait_for(&mut ws, "ack").await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for s in sending {
+        s.await??;
+    }
+    let sent_in = started.elapsed();
+    let mut all = Vec::new();
+    for r in receiving {
+        all.extend(tokio::time::timeout(Duration::from_secs(120), r).await???);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{expected} messages sent in {:.2} s = {:.0} msgs/s",
+        sent_in.as_secs_f64(),
+        expected as f64 / sent_in.as_secs_f64()
+    );
+    let deliveries = report(
+        &format!(
+            "deliveries to {online_devices} devices (+{} senders')",
+            args.senders
+        ),
+        all,
+        elapsed,
+    );
+    println!(
+        "{}",
+        json!({"members": args.members, "online_devices": online_devices, "messages": expected, "deliveries": deliveries})
+    );
+    drop(server);
+    Ok(())
+}
