@@ -161,7 +161,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &kafka,
         indexer::GROUP,
         2000,
-        args.fetch.store_fetch_wait(),
+        args.fetch.index_fetch_wait(),
         Arc::new(indexer::Indexer::new(search)),
         &shutdown,
     );
@@ -174,7 +174,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     {
         let (kafka, store, token) = (kafka.clone(), store.clone(), shutdown.child_token());
-        let fetch_wait = args.fetch.store_fetch_wait();
+        let fetch_wait = args.fetch.signals_fetch_wait();
         let fanout = Arc::new(fanout);
         tasks.spawn(async move {
             router::signals::run(&kafka, store, presence, fanout, fetch_wait, token)

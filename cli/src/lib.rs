@@ -91,6 +91,13 @@ pub struct FetchArgs {
     /// devices reach the in-process router directly).
     #[arg(long, env = "CHATFLOW_PRESENCE_FETCH_WAIT_MS", default_value_t = 200)]
     pub presence_fetch_wait_ms: u64,
+    /// Broker long-poll bound for typing signals (shown for seconds: a
+    /// tenth of a second more is not seen).
+    #[arg(long, env = "CHATFLOW_SIGNALS_FETCH_WAIT_MS", default_value_t = 100)]
+    pub signals_fetch_wait_ms: u64,
+    /// Broker long-poll bound for the indexer (search is not a live path).
+    #[arg(long, env = "CHATFLOW_INDEX_FETCH_WAIT_MS", default_value_t = 250)]
+    pub index_fetch_wait_ms: u64,
 }
 
 /// The gateway's listener, identity and limits.
@@ -121,6 +128,12 @@ impl FetchArgs {
     }
     pub fn presence_fetch_wait(&self) -> Duration {
         Duration::from_millis(self.presence_fetch_wait_ms)
+    }
+    pub fn signals_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.signals_fetch_wait_ms)
+    }
+    pub fn index_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.index_fetch_wait_ms)
     }
     pub fn store_fetch_wait(&self) -> Duration {
         Duration::from_millis(self.store_fetch_wait_ms)

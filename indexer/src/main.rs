@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         group: indexer::GROUP.into(),
         topics: vec![topics::EVENTS.into()],
         max_batch: args.max_batch,
-        fetch_wait: args.fetch.store_fetch_wait(),
+        fetch_wait: args.fetch.index_fetch_wait(),
     };
     let token = shutdown.clone();
     cli::run_until_stopped(shutdown, async move {

@@ -207,21 +207,25 @@ pub async fn list_conversations(
             .member(&c.conversation_id, &user.sub)
             .await?
             .map_or(-1, |m| m.last_read_seq);
-        let unread = gw
-            .store
-            .messages(
-                &c.conversation_id,
-                Page {
-                    after: Some(last_read),
-                    before: None,
-                    limit: UNREAD_CAP,
-                },
-            )
-            .await?
-            .messages
-            .iter()
-            .filter(|m| m.sender_id != user.sub && !m.deleted)
-            .count();
+        // Read to the end (the common case): nothing to count.
+        let unread = if last_read >= c.last_message_seq.unwrap_or(-1) {
+            0
+        } else {
+            gw.store
+                .messages(
+                    &c.conversation_id,
+                    Page {
+                        after: Some(last_read),
+                        before: None,
+                        limit: UNREAD_CAP,
+                    },
+                )
+                .await?
+                .messages
+                .iter()
+                .filter(|m| m.sender_id != user.sub && !m.deleted)
+                .count()
+        };
         let last_message = match c.last_message_seq {
             Some(seq) => gw
                 .store

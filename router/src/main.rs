@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let fanout = Arc::new(router::Fanout::new(presence.clone(), producer));
     let signals = {
         let (kafka, token) = (kafka.clone(), shutdown.child_token());
-        let fetch_wait = args.fetch.store_fetch_wait();
+        let fetch_wait = args.fetch.signals_fetch_wait();
         tokio::spawn(async move {
             router::signals::run(&kafka, store, presence, fanout, fetch_wait, token).await
         })
