@@ -284,6 +284,10 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
     ];
     let cid = alice.create_group(&["bob", "carol"]).await;
     let quiet = bob.create_group(&["alice"]).await;
+    // Eve shares no conversation with them: her socket must hear nothing.
+    let eve = cf.token("eve").await;
+    let mut eve_ws = Ws::connect(&cf, &eve, "e-phone").await;
+    eve_ws.live().await;
     let path = |p: &str| format!("/v1/conversations/{cid}{p}");
 
     // Alice on one device; bob on two; carol comes later.
@@ -474,6 +478,16 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
     let (_, al) = alice.get("/v1/conversations").await;
     assert_eq!(muted(&bl, &cid), Some(json!(true)));
     assert_eq!(muted(&al, &cid), Some(json!(false)));
+
+    // Nothing of theirs (events, typing, presence) reached eve: everything
+    // above was delivered by now, since later frames reached the others.
+    let leaked = eve_ws.pending(std::time::Duration::from_millis(300)).await;
+    assert!(
+        leaked.iter().all(|f| f["type"] == "pong"),
+        "eve received {leaked:?}"
+    );
+    let (s, b) = Api::new(&cf, &eve).get("/v1/users/carol/presence").await;
+    assert_eq!((s, code(&b)), (403, "forbidden"));
 
     // Devices for push notifications.
     let (s, _) = bob

@@ -274,6 +274,17 @@ impl Ws {
         self.stream.send(Message::Text(text.into())).await.unwrap();
     }
 
+    /// The text frames already waiting (none arrive within `quiet`).
+    pub async fn pending(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, self.stream.next()).await {
+            if let Message::Text(t) = m {
+                out.push(serde_json::from_str(&t).unwrap());
+            }
+        }
+        out
+    }
+
     /// The next text frame as JSON (10 s at most).
     pub async fn next(&mut self) -> Value {
         loop {
