@@ -52,6 +52,10 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite reserves its read buffer up front (128 KiB by default,
+        // which made an idle socket cost ~140 KiB); chat frames are small,
+        // and the buffer still grows for a large one.
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .on_upgrade(move |socket| run(gw, claims, device, socket))
         .into_response())
@@ -85,6 +89,9 @@ enum ClientFrame {
     },
     Ping,
 }
+
+/// Bytes reserved to read a socket's frames.
+const READ_BUFFER: usize = 4 * 1024;
 
 const KNOWN: [&str; 6] = ["send", "typing", "read", "delivered", "resume", "ping"];
 
