@@ -4,6 +4,7 @@
 //! a human summary and, with `--report`, write a JSON report.
 
 mod dist;
+mod kafka;
 mod report;
 mod ws;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Mode {
     /// Simulated people on WebSocket connections through a gateway.
     Ws(ws::WsArgs),
+    /// Chat events straight onto chat.events, to load the stages alone.
+    Kafka(kafka::KafkaArgs),
 }
 
 #[tokio::main]
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.mode {
         Mode::Ws(args) => ws::run(args).await?,
+        Mode::Kafka(args) => kafka::run(args).await?,
     };
     if let Some(path) = cli.report {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
