@@ -51,9 +51,78 @@ pub struct WsArgs {
     /// Sockets opened at a time while connecting.
     #[arg(long, default_value_t = 200)]
     pub connect_concurrency: usize,
+    /// What the load talks to.
+    #[arg(long, value_enum, default_value_t = Protocol::Chatflow)]
+    pub protocol: Protocol,
     /// Prefix of the user ids (runs with different prefixes do not mix).
     #[arg(long, default_value = "lg")]
     pub prefix: String,
+}
+
+/// What the load talks to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// A chatflow gateway (PROTOCOL.md).
+    Chatflow,
+    /// The Socket.IO peer of `bench/peers/socketio-server.mjs`.
+    Socketio,
+}
+
+/// A frame from the server, as far as the load cares.
+enum Incoming {
+    /// The socket is live.
+    Ready,
+    /// A send was acknowledged; its id.
+    Ack(String),
+    /// A message was delivered; its body.
+    Delivered(String),
+    Error,
+    /// Answer this (handshakes, pings).
+    Reply(&'static str),
+    Other,
+}
+
+fn classify(protocol: Protocol, text: &str) -> Incoming {
+    match protocol {
+        Protocol::Chatflow => {
+            let Ok(v) = serde_json::from_str::<Value>(text) else {
+                return Incoming::Other;
+            };
+            match v["type"].as_str() {
+                Some("resumed") => Incoming::Ready,
+                Some("ack") => Incoming::Ack(v["client_msg_id"].as_str().unwrap_or("").into()),
+                Some("event") if v["kind"] == "message_posted" => {
+                    Incoming::Delivered(v["data"]["body"].as_str().unwrap_or("").into())
+                }
+                Some("error") => Incoming::Error,
+                _ => Incoming::Other,
+            }
+        }
+        // Engine.IO 4 / Socket.IO 5 packets: "0{…}" open, "40{…}" connected,
+        // "2" ping, "43<id>[…]" ack, "42[…]" event.
+        Protocol::Socketio => {
+            if text == "2" {
+                Incoming::Reply("3")
+            } else if text.starts_with("40") {
+                Incoming::Ready
+            } else if text.starts_with('0') {
+                Incoming::Reply("40")
+            } else if let Some(rest) = text.strip_prefix("43") {
+                Incoming::Ack(rest.split('[').next().unwrap_or("").into())
+            } else if let Some(rest) = text.strip_prefix("42") {
+                match serde_json::from_str::<Value>(rest) {
+                    Ok(v) if v[0] == "message" => {
+                        Incoming::Delivered(v[1]["body"].as_str().unwrap_or("").into())
+                    }
+                    _ => Incoming::Other,
+                }
+            } else if text.starts_with("44") {
+                Incoming::Error
+            } else {
+                Incoming::Other
+            }
+        }
+    }
 }
 
 /// Counters shared by every socket task.
@@ -76,7 +145,8 @@ type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// One device: its outgoing frames and, at the end, what it measured.
 struct Device {
-    tx: mpsc::UnboundedSender<String>,
+    /// (id to match the ack, frame)
+    tx: mpsc::UnboundedSender<(String, String)>,
     done: tokio::task::JoinHandle<Measured>,
 }
 
@@ -95,6 +165,7 @@ async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> anyhow::Re
 
 /// Where a device connects, and from which local address.
 struct Endpoint {
+    protocol: Protocol,
     server: SocketAddr,
     source: Ipv4Addr,
     path: String,
@@ -116,7 +187,7 @@ async fn run_device(
     at: Endpoint,
     clock: Instant,
     counters: Arc<Counters>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<(String, String)>,
     ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
     finish: tokio::sync::watch::Receiver<bool>,
 ) -> Measured {
@@ -141,18 +212,18 @@ async fn run_device(
             }
         };
         let (mut sink, mut stream) = ws.split();
-        let resume = json!({"type": "resume", "cursors": {}}).to_string();
-        if sink.send(Message::Text(resume.into())).await.is_err() {
-            continue;
+        if at.protocol == Protocol::Chatflow {
+            let resume = json!({"type": "resume", "cursors": {}}).to_string();
+            if sink.send(Message::Text(resume.into())).await.is_err() {
+                continue;
+            }
         }
         let mut finish = finish.clone();
         loop {
             tokio::select! {
                 frame = rx.recv() => {
-                    let Some(frame) = frame else { return measured };
-                    if let Some(id) = frame.split("\"client_msg_id\":\"").nth(1).and_then(|s| s.split('"').next()) {
-                        in_flight.insert(id.to_owned(), clock.elapsed().as_micros() as u64);
-                    }
+                    let Some((id, frame)) = frame else { return measured };
+                    in_flight.insert(id, clock.elapsed().as_micros() as u64);
                     if sink.send(Message::Text(frame.into())).await.is_err() {
                         break;
                     }
@@ -160,33 +231,34 @@ async fn run_device(
                 m = stream.next() => {
                     let Some(Ok(m)) = m else { break };
                     let Message::Text(t) = m else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
                     let now = clock.elapsed().as_micros() as u64;
-                    match v["type"].as_str() {
-                        Some("resumed") => {
+                    match classify(at.protocol, &t) {
+                        Incoming::Ready => {
                             if let Some(r) = ready.take() {
                                 let _ = r.send(Ok(()));
                             }
                         }
-                        Some("ack") => {
+                        Incoming::Ack(id) => {
                             counters.acked.fetch_add(1, Ordering::Relaxed);
-                            if let Some(sent) = v["client_msg_id"].as_str().and_then(|id| in_flight.remove(id)) {
+                            if let Some(sent) = in_flight.remove(&id) {
                                 let _ = measured.ack.record(now.saturating_sub(sent).max(1));
                             }
                         }
-                        Some("event") if v["kind"] == "message_posted" => {
+                        Incoming::Delivered(body) => {
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
-                            let sent = v["data"]["body"].as_str()
-                                .and_then(|b| b.split(' ').next())
-                                .and_then(|t| t.parse::<u64>().ok());
-                            if let Some(sent) = sent {
+                            if let Some(sent) = body.split(' ').next().and_then(|t| t.parse::<u64>().ok()) {
                                 let _ = measured.deliver.record(now.saturating_sub(sent).max(1));
                             }
                         }
-                        Some("error") => {
+                        Incoming::Error => {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => {}
+                        Incoming::Reply(text) => {
+                            if sink.send(Message::Text(text.into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Incoming::Other => {}
                     }
                 }
                 _ = finish.changed() => {
@@ -221,43 +293,62 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
         .map(|i| format!("{}{i}", args.prefix))
         .collect();
 
-    eprintln!("logging in {} users", users.len());
-    let limit = Arc::new(Semaphore::new(64));
-    let logins: Vec<_> = users
-        .iter()
-        .map(|u| {
-            let (http, base, u, limit) = (http.clone(), base.clone(), u.clone(), limit.clone());
-            tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await?;
-                dev_token(&http, &base, &u).await
-            })
-        })
+    let chunks: Vec<Vec<usize>> = (0..users.len())
+        .collect::<Vec<_>>()
+        .chunks(args.group_size)
+        .filter(|c| c.len() >= 2)
+        .map(<[usize]>::to_vec)
         .collect();
-    let mut tokens = Vec::with_capacity(users.len());
-    for l in logins {
-        tokens.push(l.await??);
-    }
-
-    // Conversations: consecutive people in groups of `group_size`.
+    // user → its conversation (each person is in one group)
+    let mut room_of = vec![String::new(); users.len()];
+    let mut tokens = vec![String::new(); users.len()];
     let mut conversations: Vec<(String, Vec<usize>)> = Vec::new();
-    for chunk in (0..users.len()).collect::<Vec<_>>().chunks(args.group_size) {
-        if chunk.len() < 2 {
-            continue;
+    match args.protocol {
+        Protocol::Socketio => {
+            for (k, chunk) in chunks.into_iter().enumerate() {
+                conversations.push((format!("{}room{k}", args.prefix), chunk));
+            }
         }
-        let members: Vec<&String> = chunk[1..].iter().map(|&i| &users[i]).collect();
-        let kind = if chunk.len() == 2 { "direct" } else { "group" };
-        let v: Value = http
-            .post(format!("{base}/v1/conversations"))
-            .bearer_auth(&tokens[chunk[0]])
-            .json(&json!({"kind": kind, "name": "loadgen", "members": members}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let cid = v["conversation_id"]
-            .as_str()
-            .with_context(|| format!("creating a conversation: {v}"))?;
-        conversations.push((cid.to_owned(), chunk.to_vec()));
+        Protocol::Chatflow => {
+            eprintln!("logging in {} users", users.len());
+            let limit = Arc::new(Semaphore::new(64));
+            let logins: Vec<_> = users
+                .iter()
+                .map(|u| {
+                    let (http, base, u, limit) =
+                        (http.clone(), base.clone(), u.clone(), limit.clone());
+                    tokio::spawn(async move {
+                        let _permit = limit.acquire_owned().await?;
+                        dev_token(&http, &base, &u).await
+                    })
+                })
+                .collect();
+            for (i, l) in logins.into_iter().enumerate() {
+                tokens[i] = l.await??;
+            }
+            // Conversations: consecutive people in groups of `group_size`.
+            for chunk in chunks {
+                let members: Vec<&String> = chunk[1..].iter().map(|&i| &users[i]).collect();
+                let kind = if chunk.len() == 2 { "direct" } else { "group" };
+                let v: Value = http
+                    .post(format!("{base}/v1/conversations"))
+                    .bearer_auth(&tokens[chunk[0]])
+                    .json(&json!({"kind": kind, "name": "loadgen", "members": members}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let cid = v["conversation_id"]
+                    .as_str()
+                    .with_context(|| format!("creating a conversation: {v}"))?;
+                conversations.push((cid.to_owned(), chunk));
+            }
+        }
+    }
+    for (cid, members) in &conversations {
+        for &m in members {
+            room_of[m] = cid.clone();
+        }
     }
     eprintln!(
         "{} conversations of up to {} people",
@@ -280,11 +371,17 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
         for d in 0..args.devices {
             let index = n * args.devices + d;
             let source = Ipv4Addr::new(127, 0, 0, 1 + (index % args.sources as usize) as u8);
-            let path = format!("/v1/ws?device_id=d{d}&token={token}");
+            let path = match args.protocol {
+                Protocol::Chatflow => format!("/v1/ws?device_id=d{d}&token={token}"),
+                Protocol::Socketio => {
+                    format!("/socket.io/?EIO=4&transport=websocket&rooms={}", room_of[u])
+                }
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             let permit = connecting.clone().acquire_owned().await?;
             let at = Endpoint {
+                protocol: args.protocol,
                 server,
                 source,
                 path,
@@ -338,8 +435,18 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
         let now = clock.elapsed().as_micros() as u64;
         let len = rng.message_len(args.max_body);
         let body = format!("{now} {}", text(&mut rng, len));
-        let frame = json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("lg{i}"), "body": body});
-        if device.tx.send(frame.to_string()).is_ok() {
+        let (id, frame) = match args.protocol {
+            Protocol::Chatflow => {
+                let id = format!("lg{i}");
+                let frame = json!({"type": "send", "conversation_id": cid, "client_msg_id": id, "body": body});
+                (id, frame.to_string())
+            }
+            Protocol::Socketio => {
+                let event = json!(["send", {"room": cid, "body": body, "id": i}]);
+                (i.to_string(), format!("42{i}{event}"))
+            }
+        };
+        if device.tx.send((id, frame)).is_ok() {
             counters.sent.fetch_add(1, Ordering::Relaxed);
         }
         if i % 256 == 0 {
@@ -381,7 +488,8 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
     let sent = counters.sent.load(Ordering::Relaxed);
     let delivered = counters.delivered.load(Ordering::Relaxed);
     println!(
-        "{sockets} sockets ({} people × {} devices, {} source addresses), {} conversations of {}",
+        "{:?}: {sockets} sockets ({} people × {} devices, {} source addresses), {} conversations of {}",
+        args.protocol,
         args.users,
         args.devices,
         args.sources,
@@ -401,6 +509,7 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
     println!("{}", line("send→deliver", &deliver));
     Ok(json!({
         "mode": "ws",
+        "protocol": format!("{:?}", args.protocol).to_lowercase(),
         "sockets": sockets,
         "users": args.users,
         "devices": args.devices,
