@@ -42,12 +42,17 @@ pub struct KafkaArgs {
     /// The longest message body, bytes.
     #[arg(long, default_value_t = 2000)]
     pub max_body: usize,
-    /// Consumer groups to watch (the stages).
+    /// Consumer groups to watch (the stages); `none` for none.
     #[arg(long, default_values_t = ["persister".to_string(), "router".to_string(), "indexer".to_string()])]
     pub group: Vec<String>,
     /// How long to wait for the stages to catch up afterwards.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Afterwards, read all of chat.events once with a fresh reader and
+    /// report the raw consume rate (the broker alone: run it against
+    /// `chatflow broker` with `--group` none).
+    #[arg(long)]
+    pub consume: bool,
     /// Prefix of conversation and user ids.
     #[arg(long, default_value = "lgk")]
     pub prefix: String,
@@ -100,10 +105,18 @@ fn progress(config: &KafkaConfig, groups: &[String]) -> anyhow::Result<(i64, Vec
 
 pub async fn run(args: KafkaArgs) -> anyhow::Result<Value> {
     let config = KafkaConfig::new(args.brokers.clone());
+    // Against a bare broker the topic may not exist yet (chatflow creates
+    // it with the same spec).
+    topics::ensure(&config, &[topics::TopicSpec::events(2)], 1).await?;
     let producer = Producer::new(&config)?;
     let codec = Codec::new();
     let mut rng = Rng::new(7);
-    let groups = args.group.clone();
+    let groups: Vec<String> = args
+        .group
+        .iter()
+        .filter(|g| g.as_str() != "none")
+        .cloned()
+        .collect();
     let (end_before, committed_before) = {
         let (c, g) = (config.clone(), groups.clone());
         tokio::task::spawn_blocking(move || progress(&c, &g)).await??
@@ -179,7 +192,21 @@ pub async fn run(args: KafkaArgs) -> anyhow::Result<Value> {
         let bytes = codec.encode(&event(cid, sender, payload))?;
         bytes_sent += bytes.len() as u64;
         let sent_at = Instant::now();
-        let pending = producer.enqueue(topics::EVENTS, cid.as_bytes(), &bytes)?;
+        // A full local queue means the broker is the limit: wait for an
+        // acknowledgement, then try again (the offered rate drops).
+        let pending = loop {
+            match producer.enqueue(topics::EVENTS, cid.as_bytes(), &bytes) {
+                Ok(p) => break p,
+                Err(e) if in_flight.is_empty() => return Err(e.into()),
+                Err(_) => {
+                    if let Some((at, result)) = in_flight.next().await {
+                        result.context("produce")?;
+                        let _ = ack.record((at.elapsed().as_micros() as u64).max(1));
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        };
         in_flight.push(async move { (sent_at, pending.await) });
         if i % 256 == 0 {
             bar.set_position(i);
@@ -238,7 +265,23 @@ pub async fn run(args: KafkaArgs) -> anyhow::Result<Value> {
         }
         stages.push(json!({"group": group, "events": done, "seconds": took.as_secs_f64(), "events_per_sec": rate, "lag": lag, "caught_up": caught_up[i].is_some()}));
     }
+    let consumed = if args.consume {
+        let c = config.clone();
+        let (records, bytes, took) =
+            tokio::task::spawn_blocking(move || streams::ops::read_all(&c, topics::EVENTS))
+                .await??;
+        let rate = records as f64 / took.as_secs_f64();
+        println!(
+            "read all of chat.events: {records} records ({:.1} MB) in {:.2} s = {rate:.0} records/s",
+            bytes as f64 / 1e6,
+            took.as_secs_f64()
+        );
+        json!({"records": records, "bytes": bytes, "seconds": took.as_secs_f64(), "records_per_sec": rate})
+    } else {
+        Value::Null
+    };
     Ok(json!({
+        "consume": consumed,
         "mode": "kafka",
         "conversations": conversations.len(),
         "target_rate": args.rate,

@@ -133,6 +133,8 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
     pub reconnects: AtomicU64,
+    /// When the latest delivery arrived, µs on the run's clock.
+    pub last_delivery_us: AtomicU64,
 }
 
 /// What one socket's reader measured.
@@ -246,6 +248,7 @@ async fn run_device(
                         }
                         Incoming::Delivered(body) => {
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            counters.last_delivery_us.fetch_max(now, Ordering::Relaxed);
                             if let Some(sent) = body.split(' ').next().and_then(|t| t.parse::<u64>().ok()) {
                                 let _ = measured.deliver.record(now.saturating_sub(sent).max(1));
                             }
@@ -327,21 +330,33 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
                 tokens[i] = l.await??;
             }
             // Conversations: consecutive people in groups of `group_size`.
-            for chunk in chunks {
-                let members: Vec<&String> = chunk[1..].iter().map(|&i| &users[i]).collect();
-                let kind = if chunk.len() == 2 { "direct" } else { "group" };
-                let v: Value = http
-                    .post(format!("{base}/v1/conversations"))
-                    .bearer_auth(&tokens[chunk[0]])
-                    .json(&json!({"kind": kind, "name": "loadgen", "members": members}))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                let cid = v["conversation_id"]
-                    .as_str()
-                    .with_context(|| format!("creating a conversation: {v}"))?;
-                conversations.push((cid.to_owned(), chunk));
+            let creations: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let members: Vec<String> =
+                        chunk[1..].iter().map(|&i| users[i].clone()).collect();
+                    let kind = if chunk.len() == 2 { "direct" } else { "group" };
+                    let (http, base, limit) = (http.clone(), base.clone(), limit.clone());
+                    let owner = tokens[chunk[0]].clone();
+                    tokio::spawn(async move {
+                        let _permit = limit.acquire_owned().await?;
+                        let v: Value = http
+                            .post(format!("{base}/v1/conversations"))
+                            .bearer_auth(&owner)
+                            .json(&json!({"kind": kind, "name": "loadgen", "members": members}))
+                            .send()
+                            .await?
+                            .json()
+                            .await?;
+                        let cid = v["conversation_id"]
+                            .as_str()
+                            .with_context(|| format!("creating a conversation: {v}"))?;
+                        anyhow::Ok((cid.to_owned(), chunk))
+                    })
+                })
+                .collect();
+            for c in creations {
+                conversations.push(c.await??);
             }
         }
     }
@@ -474,7 +489,11 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
         }
         last = delivered;
     }
-    let elapsed = started.elapsed();
+    // Deliveries per second over the window they arrived in (the drain
+    // wait after the last one does not count).
+    let elapsed = Duration::from_micros(counters.last_delivery_us.load(Ordering::Relaxed))
+        .saturating_sub(started.duration_since(clock))
+        .max(sending);
     let _ = finish_tx.send(true);
     let mut ack = histogram();
     let mut deliver = histogram();

@@ -212,3 +212,53 @@ pub fn wait_caught_up(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Reads `topic` from its start to its current end as fast as the broker
+/// serves it and returns (records, bytes, time): the raw consume rate.
+pub fn read_all(config: &KafkaConfig, topic: &str) -> Result<(u64, u64, Duration), KafkaError> {
+    let consumer: BaseConsumer = config
+        .reader(Duration::from_millis(100))
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), TIMEOUT)?;
+            if high > low {
+                assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+                remaining.insert(p.id(), high);
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    if remaining.is_empty() {
+        return Ok((0, 0, started.elapsed()));
+    }
+    consumer.assign(&assignment)?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while !remaining.is_empty() {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                records += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|&end| m.offset() + 1 >= end)
+                {
+                    remaining.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                return Err(KafkaError::Transient(format!(
+                    "{topic}: no record for 10 s with {} partitions unread",
+                    remaining.len()
+                )));
+            }
+        }
+    }
+    Ok((records, bytes, started.elapsed()))
+}
