@@ -11,7 +11,7 @@ use ingest::auth::Auth;
 use ingest::{Gateway, GatewayConfig, Limits};
 use store::Store;
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, Producer, run_stage};
+use streams::{ConsumerSpec, Producer, run_stage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let kafka = args.kafka.config();
     topics::ensure(
         &kafka,
         &[
@@ -344,7 +344,7 @@ pub async fn serve_registry(
 /// Runs a stage over `chat.events` in its consumer group.
 fn spawn_stage(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    kafka: &KafkaConfig,
+    kafka: &streams::KafkaConfig,
     group: &str,
     max_batch: usize,
     fetch_wait: Duration,

@@ -1,7 +1,6 @@
 //! Operators' subcommands: token, tail, topics.
 
 use clap::Args;
-use streams::KafkaConfig;
 use streams::ops::{self, TailOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +50,7 @@ pub struct TailArgs {
 
 pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
     cli::use_schema_registry(&args.registry).await?;
-    let config = KafkaConfig::new(args.kafka.brokers());
+    let config = args.kafka.config();
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
@@ -86,7 +85,7 @@ pub struct TopicsArgs {
 }
 
 pub fn topics(args: TopicsArgs) -> anyhow::Result<()> {
-    let config = KafkaConfig::new(args.kafka.brokers());
+    let config = args.kafka.config();
     let topics = ops::topics(&config, &args.groups)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&topics)?);

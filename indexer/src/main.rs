@@ -4,7 +4,7 @@
 use clap::Parser;
 use cli::{FetchArgs, KafkaArgs, MetricsArgs, SearchArgs};
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, run_stage};
+use streams::{ConsumerSpec, run_stage};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     cli::use_schema_registry(&args.registry).await?;
     let shutdown = CancellationToken::new();
     cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
-    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let kafka = args.kafka.config();
     topics::ensure(&kafka, &[TopicSpec::dlq(indexer::GROUP)], 1).await?;
     let stage = std::sync::Arc::new(indexer::Indexer::new(
         cli::open_search(&args.search.search).await?,

@@ -10,8 +10,8 @@ use clap::Parser;
 use cli::{AuthArgs, DataArgs, FetchArgs, GatewayArgs, KafkaArgs, StoreArgs, TopicArgs};
 use ingest::auth::Auth;
 use ingest::{Gateway, GatewayConfig, Limits};
+use streams::Producer;
 use streams::topics::{self, TopicSpec};
-use streams::{KafkaConfig, Producer};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     args.topics.validate()?;
     cli::use_schema_registry(&args.registry).await?;
     let metrics = cli::install_metrics()?;
-    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let kafka = args.kafka.config();
     let node = args.gateway.node_id.clone();
     topics::ensure(
         &kafka,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use cli::{FetchArgs, KafkaArgs, MetricsArgs, StoreArgs};
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, run_stage};
+use streams::{ConsumerSpec, run_stage};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     cli::use_schema_registry(&args.registry).await?;
     let shutdown = CancellationToken::new();
     cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
-    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let kafka = args.kafka.config();
     topics::ensure(&kafka, &[TopicSpec::dlq(persister::GROUP)], 1).await?;
     let stage = Arc::new(persister::Persister::new(
         cli::open_store(&args.store.store).await?,

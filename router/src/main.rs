@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use cli::{FetchArgs, KafkaArgs, MetricsArgs, StoreArgs};
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, Producer, run_stage};
+use streams::{ConsumerSpec, Producer, run_stage};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     cli::use_schema_registry(&args.registry).await?;
     let shutdown = CancellationToken::new();
     cli::serve_metrics(&args.metrics, shutdown.child_token()).await?;
-    let kafka = KafkaConfig::new(args.kafka.brokers());
+    let kafka = args.kafka.config();
     topics::ensure(
         &kafka,
         &[
