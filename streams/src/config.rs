@@ -17,7 +17,7 @@ impl KafkaConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
         KafkaConfig {
             brokers: brokers.into(),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(1),
             extra: Vec::new(),
         }
     }
