@@ -151,6 +151,28 @@ pub(crate) async fn wait_for(ws: &mut Socket, kind: &str) -> anyhow::Result<Valu
     }
 }
 
+/// Reads `messages` posted messages whose bodies are their send time (µs
+/// on `clock`) and returns their send→receive latencies in µs.
+pub(crate) async fn latencies(
+    ws: &mut Socket,
+    messages: usize,
+    clock: Instant,
+) -> anyhow::Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(messages);
+    while latencies.len() < messages {
+        let v = wait_for(ws, "event").await?;
+        if v["kind"] != "message_posted" {
+            continue;
+        }
+        let sent: u64 = v["data"]["body"]
+            .as_str()
+            .and_then(|b| b.parse().ok())
+            .context("body")?;
+        latencies.push((clock.elapsed().as_micros() as u64).saturating_sub(sent));
+    }
+    Ok(latencies)
+}
+
 /// One sender → one receiver over a direct conversation; the sender waits
 /// for each ack (closed loop). Returns send→receive latencies in µs.
 async fn pair(
@@ -164,21 +186,7 @@ async fn pair(
     let cid = direct(http, &ts, &r).await?;
     let mut sender = connect(http, &ts, "d").await?;
     let mut receiver = connect(http, &tr, "d").await?;
-    let receive = tokio::spawn(async move {
-        let mut latencies = Vec::with_capacity(messages);
-        while latencies.len() < messages {
-            let v = wait_for(&mut receiver, "event").await?;
-            if v["kind"] != "message_posted" {
-                continue;
-            }
-            let sent: u64 = v["data"]["body"]
-                .as_str()
-                .and_then(|b| b.parse().ok())
-                .context("body")?;
-            latencies.push((clock.elapsed().as_micros() as u64).saturating_sub(sent));
-        }
-        anyhow::Ok(latencies)
-    });
+    let receive = tokio::spawn(async move { latencies(&mut receiver, messages, clock).await });
     for i in 0..messages {
         let now = clock.elapsed().as_micros() as u64;
         let frame = json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("m{i}"), "body": now.to_string()});

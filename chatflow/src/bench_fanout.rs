@@ -12,7 +12,7 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::bench::{connect, report, start_server, token, wait_for};
+use crate::bench::{connect, latencies, report, start_server, token, wait_for};
 
 #[derive(Args, Clone, Debug)]
 pub struct FanoutArgs {
@@ -75,23 +75,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let online_devices = receivers.len();
     let receiving: Vec<_> = receivers
         .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(expected);
-                while latencies.len() < expected {
-                    let v = wait_for(&mut ws, "event").await?;
-                    if v["kind"] != "message_posted" {
-                        continue;
-                    }
-                    let sent: u64 = v["data"]["body"]
-                        .as_str()
-                        .and_then(|b| b.parse().ok())
-                        .context("body")?;
-                    latencies.push((clock.elapsed().as_micros() as u64).saturating_sub(sent));
-                }
-                anyhow::Ok(latencies)
-            })
-        })
+        .map(|mut ws| tokio::spawn(async move { latencies(&mut ws, expected, clock).await }))
         .collect();
 
     let started = Instant::now();

@@ -34,15 +34,7 @@ impl Stage for Indexer {
         let mut origin = Vec::new();
         let mut rejected = Vec::new();
         for (index, record) in batch.iter().enumerate() {
-            let decoded = record
-                .payload
-                .as_deref()
-                .ok_or_else(|| "record has no value".to_owned())
-                .and_then(|bytes| {
-                    self.codec
-                        .decode::<ChatEvent>(bytes)
-                        .map_err(|e| e.to_string())
-                });
+            let decoded = record.decode::<ChatEvent>(&self.codec);
             match decoded {
                 Ok(event) => {
                     if let Some(op) = to_op(record.offset, event) {

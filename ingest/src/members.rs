@@ -216,27 +216,7 @@ impl Gateway {
         user_id: &str,
     ) -> Result<i64, ApiError> {
         validate::named_id("user_id", user_id)?;
-        let caller_role = if caller.is_admin() {
-            validate::named_id("conversation_id", conversation_id)?;
-            self.read_your_writes(conversation_id, true).await?;
-            "owner".to_owned()
-        } else {
-            self.require_member(conversation_id, &caller.sub)
-                .await?
-                .role
-        };
-        let conversation = self
-            .store
-            .conversation(conversation_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such conversation"))?;
-        if conversation.kind == "direct" {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "direct_conversation",
-                "a direct conversation keeps its two members",
-            ));
-        }
+        let caller_role = self.group_role(caller, conversation_id).await?;
         let target = self
             .store
             .member(conversation_id, user_id)

@@ -30,15 +30,7 @@ impl Stage for Persister {
         let mut writes = Vec::with_capacity(batch.len());
         let mut rejected = Vec::new();
         for (index, record) in batch.iter().enumerate() {
-            let decoded = record
-                .payload
-                .as_deref()
-                .ok_or_else(|| "record has no value".to_owned())
-                .and_then(|bytes| {
-                    self.codec
-                        .decode::<ChatEvent>(bytes)
-                        .map_err(|e| e.to_string())
-                });
+            let decoded = record.decode::<ChatEvent>(&self.codec);
             match decoded {
                 Ok(event) => writes.push(to_write(record.offset, event)),
                 Err(reason) => rejected.push(Rejection { index, reason }),

@@ -66,23 +66,14 @@ impl Stage for RouterStage {
         let mut targets = Vec::new();
         let mut local_count = 0u64;
         for (index, record) in batch.iter().enumerate() {
-            let Some(bytes) = record.payload.as_deref() else {
-                rejected.push(Rejection {
-                    index,
-                    reason: "record has no value".into(),
-                });
-                continue;
-            };
-            let event: ChatEvent = match self.codec.decode(bytes) {
+            let event: ChatEvent = match record.decode(&self.codec) {
                 Ok(e) => e,
-                Err(e) => {
-                    rejected.push(Rejection {
-                        index,
-                        reason: e.to_string(),
-                    });
+                Err(reason) => {
+                    rejected.push(Rejection { index, reason });
                     continue;
                 }
             };
+            let bytes = record.payload.as_deref().unwrap_or_default();
             let audience = membership
                 .audience(&*self.store, record.offset, &event)
                 .await?;

@@ -115,16 +115,7 @@ impl Stage for TypingStage {
     async fn process(&self, batch: &[streams::Record]) -> Result<Vec<Rejection>, StageError> {
         let mut rejected = Vec::new();
         for (index, record) in batch.iter().enumerate() {
-            let decoded = record
-                .payload
-                .as_deref()
-                .ok_or_else(|| "record has no value".to_owned())
-                .and_then(|b| {
-                    self.fanout
-                        .codec
-                        .decode::<Typing>(b)
-                        .map_err(|e| e.to_string())
-                });
+            let decoded = record.decode::<Typing>(&self.fanout.codec);
             let typing = match decoded {
                 Ok(t) if now_millis() - t.at > TYPING_STALE_MS => continue,
                 Ok(t) => t,

@@ -30,6 +30,18 @@ pub struct Record {
     pub timestamp: Option<i64>,
 }
 
+impl Record {
+    /// The record's value decoded as `T`; the reason as text when it is
+    /// missing or undecodable (a reason to dead-letter it).
+    pub fn decode<T: schemas::Record>(&self, codec: &schemas::Codec) -> Result<T, String> {
+        let bytes = self
+            .payload
+            .as_deref()
+            .ok_or_else(|| "record has no value".to_owned())?;
+        codec.decode::<T>(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// A record the stage can never process: it goes to the dead-letter queue.
 #[derive(Clone, Debug)]
 pub struct Rejection {
