@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use loadgen::dist::Rng;
 use search::{IndexOp, MessageDoc, SearchIndex, SearchQuery, TantivyIndex};
 
 #[derive(Args, Clone, Debug)]
@@ -29,30 +30,6 @@ pub struct SearchBenchArgs {
     /// Where the index goes (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
-}
-
-/// splitmix64: a fixed seed gives the same corpus on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Zipf-like over 0..n (s ≈ 1): rank r with probability ∝ 1/(r+1).
-    fn zipf(&mut self, n: usize) -> usize {
-        let x = ((n as f64 + 1.0).ln() * self.unit()).exp() - 1.0;
-        (x as usize).min(n - 1)
-    }
 }
 
 #[rustfmt::skip]
@@ -120,7 +97,7 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temp.path().join("index"));
     let index = TantivyIndex::open(&dir)?;
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let now = 1_800_000_000_000i64;
     let mut next_seq = vec![0i64; args.conversations];
     let cid = |c: usize| format!("g:{c:06}");

@@ -3,12 +3,8 @@
 //! straight to `chat.events` to load the consumer stages alone. Both print
 //! a human summary and, with `--report`, write a JSON report.
 
-mod dist;
-mod kafka;
-mod report;
-mod ws;
-
 use clap::{Parser, Subcommand};
+use loadgen::{kafka, ws};
 
 #[derive(Parser)]
 #[command(name = "loadgen", version, about = "chatflow's producer harness")]
