@@ -117,18 +117,10 @@ async fn apply_mutation(
             platform,
             push_token,
         } => {
-            let (upk, sk) = (user_pk(user_id), device_sk(device_id));
-            let mut device = items
-                .get::<Device>(&upk, &sk)
-                .await?
-                .unwrap_or_else(|| Device {
-                    user_id: user_id.clone(),
-                    device_id: device_id.clone(),
-                    ..Default::default()
-                });
+            let mut device = device_or_new(items, user_id, device_id).await?;
             device.platform = Some(platform.clone());
             device.push_token = push_token.clone();
-            items.put(&upk, &sk, &device)?;
+            items.put(&user_pk(user_id), &device_sk(device_id), &device)?;
         }
         Mutation::RemoveDevice { user_id, device_id } => {
             items.delete(&user_pk(user_id), &device_sk(device_id));
@@ -244,19 +236,10 @@ async fn apply_mutation(
                 member.last_delivered_seq = member.last_delivered_seq.max(*seq);
                 items.put(&pk, &member_sk(user_id), &member)?;
             }
-            let upk = user_pk(user_id);
-            let sk = device_sk(device_id);
-            let mut device = items
-                .get::<Device>(&upk, &sk)
-                .await?
-                .unwrap_or_else(|| Device {
-                    user_id: user_id.clone(),
-                    device_id: device_id.clone(),
-                    ..Default::default()
-                });
+            let mut device = device_or_new(items, user_id, device_id).await?;
             let cursor = device.cursors.entry(cid.to_owned()).or_insert(*seq);
             *cursor = (*cursor).max(*seq);
-            items.put(&upk, &sk, &device)?;
+            items.put(&user_pk(user_id), &device_sk(device_id), &device)?;
         }
         Mutation::SetMuted { user_id, muted } => {
             let (upk, usk) = (user_pk(user_id), user_conv_sk(cid));
@@ -307,6 +290,18 @@ async fn put_member(
             muted,
         },
     )
+}
+
+/// A user's device item, or a fresh one.
+async fn device_or_new(items: &mut impl Items, user_id: &str, device_id: &str) -> Result<Device> {
+    Ok(items
+        .get::<Device>(&user_pk(user_id), &device_sk(device_id))
+        .await?
+        .unwrap_or_else(|| Device {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            ..Default::default()
+        }))
 }
 
 async fn update_message(
