@@ -270,23 +270,13 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
         .collect();
 
     // Kill the persister (SIGKILL) mid-stream, then start it again.
-    let client = reqwest::Client::new();
+    let bob_api = Api::at(n2, &tb);
     let history = |after: i64| {
-        let (client, cid, tb) = (client.clone(), cid.clone(), tb.clone());
-        async move {
-            let v: Value = client
-                .get(format!(
-                    "http://{n2}/v1/conversations/{cid}/messages?after={after}&limit=200"
-                ))
-                .bearer_auth(&tb)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
+        let (api, path) = (
+            &bob_api,
+            format!("/v1/conversations/{cid}/messages?after={after}&limit=200"),
+        );
+        async move { api.get(&path).await.1 }
     };
     let started = Instant::now();
     loop {
@@ -361,7 +351,6 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
 
     // The indexer process put every message into OpenSearch; bob finds any
     // of them from node 2, and nobody outside the conversation does.
-    let bob_api = Api::at(n2, &tb);
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in [0, 777, MESSAGES - 1] {
         let want = acked[&format!("s{i:05}")];

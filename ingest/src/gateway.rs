@@ -257,12 +257,13 @@ impl Gateway {
     }
 
     /// Waits until the store has applied this node's writes to the
-    /// conversation (all of them, or only membership changes).
+    /// conversation (all of them, or only membership changes). True when it
+    /// had to wait: what was read before may be stale.
     pub async fn read_your_writes(
         &self,
         conversation_id: &str,
         membership_only: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let target = self.written.lock().ok().and_then(|w| {
             let map = if membership_only {
                 &w.membership
@@ -271,9 +272,12 @@ impl Gateway {
             };
             map.get(conversation_id).copied()
         });
-        let Some(target) = target else { return Ok(()) };
+        let Some(target) = target else {
+            return Ok(false);
+        };
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
+        let mut waited = false;
         loop {
             let applied = self
                 .store
@@ -281,7 +285,7 @@ impl Gateway {
                 .await?
                 .map_or(-1, |c| c.last_seq);
             if applied >= target {
-                return Ok(());
+                return Ok(waited);
             }
             if started.elapsed() > self.config.limits.read_your_writes_timeout {
                 return Err(ApiError::unavailable(
@@ -289,6 +293,7 @@ impl Gateway {
                     format!("{conversation_id} not caught up to {target}"),
                 ));
             }
+            waited = true;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
         }

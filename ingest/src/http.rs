@@ -194,11 +194,17 @@ pub async fn list_conversations(
     User(user): User,
 ) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
-    // This node's own writes first (a mute, a read), then the list as it is.
-    for uc in gw.store.user_conversations(&user.sub).await? {
-        gw.read_your_writes(&uc.conversation_id, false).await?;
+    // This node's own writes first (a mute, a read); read the list again
+    // only if one of them was still on its way to the store.
+    let mut conversations = gw.store.user_conversations(&user.sub).await?;
+    let mut waited = false;
+    for uc in &conversations {
+        waited |= gw.read_your_writes(&uc.conversation_id, false).await?;
     }
-    for uc in gw.store.user_conversations(&user.sub).await? {
+    if waited {
+        conversations = gw.store.user_conversations(&user.sub).await?;
+    }
+    for uc in conversations {
         let Some(c) = gw.store.conversation(&uc.conversation_id).await? else {
             continue;
         };

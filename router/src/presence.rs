@@ -224,7 +224,7 @@ pub fn node_record(node: &str, heartbeat: bool, at: i64) -> (String, DevicePrese
     (format!("node/{node}/{kind}"), record)
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

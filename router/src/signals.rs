@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::LocalInbox;
-use crate::presence::{Change, PresenceView};
+use crate::presence::{Change, PresenceView, now_millis};
 
 pub const SIGNALS_GROUP: &str = "router-signals";
 /// Presence changes go to at most this many conversations of the user.
@@ -140,12 +140,6 @@ impl Stage for TypingStage {
         }
         Ok(rejected)
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Tells everyone who shares a conversation with a user that the user came
