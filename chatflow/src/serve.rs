@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,7 +12,7 @@ use ingest::auth::Auth;
 use ingest::{Gateway, GatewayConfig, Limits};
 use store::Store;
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, Producer, run_stage};
+use streams::{ConsumerSpec, Producer, StageStatus, run_stage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -118,6 +119,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     gateway = gateway
         .with_search(search.clone())
         .with_presence(presence.clone());
+    // Writes wait until the persister and the router hold their partitions
+    // and the store has every event already on the log.
+    let (persisting, routing) = (Arc::<StageStatus>::default(), Arc::<StageStatus>::default());
+    let caught_up = Arc::new(AtomicBool::new(false));
+    {
+        let (persisting, routing, caught_up) =
+            (persisting.clone(), routing.clone(), caught_up.clone());
+        gateway = gateway.with_readiness(Arc::new(move || {
+            if persisting.partitions() == 0 {
+                Some("the persister holds no partition".into())
+            } else if routing.partitions() == 0 {
+                Some("the router holds no partition".into())
+            } else if !caught_up.load(Ordering::Relaxed) {
+                Some("the persister is catching up with chat.events".into())
+            } else {
+                None
+            }
+        }));
+    }
     if args.local_delivery {
         let view = presence.clone();
         gateway = gateway.with_presence_hook(Arc::new(move |p| view.apply(p)));
@@ -150,19 +170,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     spawn_stage(
         &mut tasks,
         &kafka,
-        persister::GROUP,
-        1000,
-        args.fetch.store_fetch_wait(),
+        (persister::GROUP, 1000, args.fetch.store_fetch_wait()),
         persister,
+        persisting,
         &shutdown,
     );
     spawn_stage(
         &mut tasks,
         &kafka,
-        indexer::GROUP,
-        2000,
-        args.fetch.index_fetch_wait(),
+        (indexer::GROUP, 2000, args.fetch.index_fetch_wait()),
         Arc::new(indexer::Indexer::new(search)),
+        Arc::default(),
         &shutdown,
     );
     let mut router = router::RouterStage::new(store.clone(), presence.clone(), producer.clone());
@@ -176,8 +194,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (kafka, store, token) = (kafka.clone(), store.clone(), shutdown.child_token());
         let fetch_wait = args.fetch.signals_fetch_wait();
         let fanout = Arc::new(fanout);
+        let all = streams::Assignment::All;
         tasks.spawn(async move {
-            router::signals::run(&kafka, store, presence, fanout, fetch_wait, token)
+            router::signals::run(&kafka, store, presence, fanout, fetch_wait, all, token)
                 .await
                 .map_err(anyhow::Error::from)
         });
@@ -192,10 +211,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     spawn_stage(
         &mut tasks,
         &kafka,
-        router::GROUP,
-        500,
-        args.fetch.live_fetch_wait(),
+        (router::GROUP, 500, args.fetch.live_fetch_wait()),
         Arc::new(router),
+        routing,
         &shutdown,
     );
 
@@ -211,37 +229,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    // Answer no client before the store holds every event already on the
-    // log: a retried send is then recognised as the message it already is.
-    let catch_up = {
-        let kafka = kafka.clone();
-        tokio::task::spawn_blocking(move || {
-            streams::ops::wait_caught_up(
-                &kafka,
-                persister::GROUP,
-                topics::EVENTS,
-                Duration::from_secs(120),
-            )
-        })
-    };
-    if !catch_up.await?? {
-        tracing::warn!(
-            "the persister has not caught up with chat.events after 120 s; serving anyway"
-        );
-    }
-
     let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
     let listener = tokio::net::TcpListener::bind(args.gateway.http)
         .await
         .with_context(|| format!("binding {}", args.gateway.http))?;
     let http_addr = listener.local_addr()?;
-    {
-        let token = shutdown.child_token();
-        tasks.spawn(async move {
+    // The HTTP side stops first at shutdown, and the stages only after its
+    // last answer: a token of its own.
+    let front = CancellationToken::new();
+    let mut http = {
+        let token = front.clone();
+        tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await
                 .map_err(anyhow::Error::from)
+        })
+    };
+
+    // Take no write before the store holds every event already on the log:
+    // a retried send is then recognised as the message it already is.
+    {
+        let (kafka, caught_up, token) = (kafka.clone(), caught_up, shutdown.child_token());
+        tasks.spawn(async move {
+            wait_for_persister(kafka, token).await?;
+            caught_up.store(true, Ordering::Relaxed);
+            info!("the persister has caught up with chat.events: ready");
+            Ok(())
         });
     }
 
@@ -263,15 +277,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let failed = tokio::select! {
         _ = cli::stop_signal() => { info!("shutting down"); false }
-        Some(result) = tasks.join_next() => {
+        result = &mut http => {
+            error!(?result, "the HTTP server ended early, shutting everything down");
+            true
+        }
+        Some(result) = next_failure(&mut tasks) => {
             error!(?result, "a task ended early, shutting everything down");
             true
         }
     };
-    shutdown.cancel();
-    for socket in gateway.hub.all() {
-        socket.close(1001, "server shutting down");
+    // Stop taking requests and frames; every one in hand gets its answer
+    // (its event is on the log) before its socket closes, and only then do
+    // the stages stop.
+    gateway.draining.cancel();
+    front.cancel();
+    gateway.sockets.close();
+    if tokio::time::timeout(DRAIN, gateway.sockets.wait())
+        .await
+        .is_err()
+    {
+        error!("sockets still busy after {DRAIN:?}; closing anyway");
     }
+    if !http.is_finished() && tokio::time::timeout(DRAIN, &mut http).await.is_err() {
+        error!("HTTP requests still in flight after {DRAIN:?}; closing anyway");
+        http.abort();
+    }
+    shutdown.cancel();
     // None of this node's devices is online any more.
     if let Err(e) = gateway.publish_node(false).await {
         error!(error = %e.message, "node reset not published");
@@ -341,14 +372,54 @@ pub async fn serve_registry(
     Ok(Some((bound, task)))
 }
 
-/// Runs a stage over `chat.events` in its consumer group.
+/// How long shutdown waits for the answers in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// The next task that ended with an error or early (the catch-up wait ends
+/// early by design, with `Ok`).
+async fn next_failure(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> Option<Result<anyhow::Result<()>, tokio::task::JoinError>> {
+    loop {
+        match tasks.join_next().await? {
+            Ok(Ok(())) if !tasks.is_empty() => continue,
+            other => return Some(other),
+        }
+    }
+}
+
+/// Returns once the persister's committed offsets reach the end that
+/// `chat.events` had when this process started.
+async fn wait_for_persister(
+    kafka: streams::KafkaConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let kafka = kafka.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            streams::ops::wait_caught_up(
+                &kafka,
+                persister::GROUP,
+                topics::EVENTS,
+                Duration::from_secs(30),
+            )
+        })
+        .await??;
+        if done || shutdown.is_cancelled() {
+            return Ok(());
+        }
+        tracing::warn!("the persister is still catching up with chat.events; not ready");
+    }
+}
+
+/// Runs a stage over every partition of `chat.events` in this process
+/// (see [`streams::Assignment::All`]), reporting what it holds to `status`.
 fn spawn_stage(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     kafka: &streams::KafkaConfig,
-    group: &str,
-    max_batch: usize,
-    fetch_wait: Duration,
+    (group, max_batch, fetch_wait): (&str, usize, Duration),
     stage: Arc<dyn streams::Stage>,
+    status: Arc<StageStatus>,
     shutdown: &CancellationToken,
 ) {
     let spec = ConsumerSpec {
@@ -356,6 +427,8 @@ fn spawn_stage(
         topics: vec![topics::EVENTS.into()],
         max_batch,
         fetch_wait,
+        assignment: streams::Assignment::All,
+        status,
     };
     let (kafka, token) = (kafka.clone(), shutdown.child_token());
     tasks.spawn(async move {

@@ -226,10 +226,18 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     let counter = tokio::spawn(async move {
         let mut seen = BTreeSet::new();
         let deadline = Instant::now() + Duration::from_secs(240);
+        // Pings keep bob inside the idle timeout however long this takes.
+        let mut ping = tokio::time::interval(Duration::from_secs(10));
         while seen.len() < MESSAGES && Instant::now() < deadline {
-            let Ok(Some(Ok(Message::Text(t)))) =
-                tokio::time::timeout(Duration::from_secs(30), bob.stream.next()).await
-            else {
+            let next = tokio::select! {
+                _ = ping.tick() => None,
+                m = tokio::time::timeout(Duration::from_secs(30), bob.stream.next()) => Some(m),
+            };
+            let Some(next) = next else {
+                bob.send(json!({"type": "ping"})).await;
+                continue;
+            };
+            let Ok(Some(Ok(Message::Text(t)))) = next else {
                 break;
             };
             let v: Value = serde_json::from_str(&t).unwrap();

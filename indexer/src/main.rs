@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         topics: vec![topics::EVENTS.into()],
         max_batch: args.max_batch,
         fetch_wait: args.fetch.index_fetch_wait(),
+        ..Default::default()
     };
     let token = shutdown.clone();
     cli::run_until_stopped(shutdown, async move {

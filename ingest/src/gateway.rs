@@ -13,6 +13,8 @@ use schemas::{
 use serde::Serialize;
 use store::{Member, Store};
 use streams::{Producer, topics};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, now_millis};
 use crate::error::ApiError;
@@ -29,6 +31,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long a read waits for the store to show this node's own writes.
     pub read_your_writes_timeout: Duration,
+    /// How long a new socket holds live events for its first `resume`.
+    pub resume_grace: Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +44,7 @@ impl Default for Limits {
             rate_burst: 50.0,
             idle_timeout: Duration::from_secs(60),
             read_your_writes_timeout: Duration::from_secs(5),
+            resume_grace: Duration::from_secs(2),
         }
     }
 }
@@ -90,6 +95,10 @@ struct Written {
     membership: HashMap<String, i64>,
 }
 
+/// Why the node cannot take writes yet (`None`: it can): its stages
+/// cannot store or deliver what it would acknowledge.
+pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Told of this node's presence changes as they happen (a router in the
 /// same process uses it to know a new device before its first event).
 pub type PresenceHook = Arc<dyn Fn(&DevicePresence) + Send + Sync>;
@@ -106,6 +115,11 @@ pub struct Gateway {
     /// Who is online, for `GET /v1/users/{uid}/presence`.
     pub presence: Option<router::PresenceView>,
     pub(crate) typing_throttle: crate::people::TypingThrottle,
+    /// Fired at shutdown: sockets finish the frame in hand, then close.
+    pub draining: CancellationToken,
+    /// The sockets' tasks, awaited at shutdown.
+    pub sockets: TaskTracker,
+    readiness: Option<Readiness>,
     producer: Producer,
     rate: RateLimiter,
     recent: Mutex<RecentSends>,
@@ -130,6 +144,9 @@ impl Gateway {
             search: None,
             presence: None,
             typing_throttle: Default::default(),
+            draining: CancellationToken::new(),
+            sockets: TaskTracker::new(),
+            readiness: None,
             producer,
             rate,
             recent: Mutex::default(),
@@ -145,6 +162,29 @@ impl Gateway {
     pub fn with_presence(mut self, view: router::PresenceView) -> Self {
         self.presence = Some(view);
         self
+    }
+
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    /// 503 while the node may not take writes (see [`Readiness`]) or is
+    /// shutting down.
+    pub fn require_ready(&self) -> Result<(), ApiError> {
+        let reason = if self.draining.is_cancelled() {
+            Some("this node is shutting down".to_owned())
+        } else {
+            self.readiness.as_ref().and_then(|r| r())
+        };
+        match reason {
+            Some(reason) => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{reason}, retry later"),
+            )),
+            None => Ok(()),
+        }
     }
 
     pub fn with_presence_hook(mut self, hook: PresenceHook) -> Self {
@@ -163,6 +203,7 @@ impl Gateway {
         actor: Actor,
         payload: Payload,
     ) -> Result<(i64, ChatEvent), ApiError> {
+        self.require_ready()?;
         let membership = matches!(
             payload,
             Payload::ConversationCreated(_)

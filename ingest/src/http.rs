@@ -346,6 +346,7 @@ pub async fn healthz() -> Json<Value> {
 
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = crate::openapi::Ready)))]
 pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Value>, ApiError> {
+    gw.require_ready()?;
     gw.store.conversation("readyz-probe").await?;
     Ok(Json(
         json!({"status": "ready", "node": gw.config.node_id, "sockets": gw.hub.len()}),

@@ -1,12 +1,16 @@
-//! The sockets of this gateway node, by device, and per-socket delivery
-//! state: each device gets each conversation's events once, in seq order,
-//! across the switch from `resume` to live.
+//! The sockets of this gateway node, by device. Each socket's delivery
+//! state (what it sent of each conversation, what it holds while a fill
+//! runs) is a [`Streams`]; frames are queued under its lock, so they leave
+//! in the order their marks were taken.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::handover::{Live, Plan, Settle, Streams};
 
 /// What the socket's writer sends.
 #[derive(Debug)]
@@ -20,29 +24,35 @@ pub struct Socket {
     pub user_id: String,
     pub device_id: String,
     out: mpsc::Sender<Outbound>,
-    state: Mutex<DeliveryState>,
-}
-
-#[derive(Default)]
-struct DeliveryState {
-    /// conversation → highest seq sent to this socket
-    sent: HashMap<String, i64>,
-    /// conversations being resumed → live events held back until the fill
-    /// from the store is done
-    held: HashMap<String, Vec<(i64, Arc<str>)>>,
+    /// Conversations whose first live event waits for a fill from the
+    /// store; the socket's task does the fill.
+    fills: mpsc::UnboundedSender<String>,
+    /// Fired when the socket must close at once: a frame could not be
+    /// queued, so going on would leave a hole.
+    overflow: CancellationToken,
+    streams: Mutex<Streams>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Socket {
-    pub fn new(user_id: String, device_id: String, out: mpsc::Sender<Outbound>) -> Arc<Socket> {
-        Arc::new(Socket {
+    /// The socket, and the conversations its task must fill.
+    pub fn new(
+        user_id: String,
+        device_id: String,
+        out: mpsc::Sender<Outbound>,
+    ) -> (Arc<Socket>, mpsc::UnboundedReceiver<String>) {
+        let (fills, fill_rx) = mpsc::unbounded_channel();
+        let socket = Arc::new(Socket {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             user_id,
             device_id,
             out,
-            state: Mutex::default(),
-        })
+            fills,
+            overflow: CancellationToken::new(),
+            streams: Mutex::default(),
+        });
+        (socket, fill_rx)
     }
 
     pub fn key(&self) -> String {
@@ -58,9 +68,9 @@ impl Socket {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self
-                    .out
-                    .try_send(Outbound::Close(1013, "too slow to keep up, resume later"));
+                // The close cannot be queued behind a full outbox: the
+                // socket's task closes it.
+                self.overflow.cancel();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -71,64 +81,101 @@ impl Socket {
         let _ = self.out.try_send(Outbound::Close(code, reason));
     }
 
-    /// A live event: sent unless already sent, held while resuming.
+    /// Fires when the socket fell behind and must close with 1013.
+    pub fn overflowed(&self) -> &CancellationToken {
+        &self.overflow
+    }
+
+    fn streams(&self) -> Option<MutexGuard<'_, Streams>> {
+        self.streams.lock().ok()
+    }
+
+    /// A live event from the router: sent, held, or dropped as already
+    /// sent (see `handover`).
     pub fn push_event(&self, conversation_id: &str, seq: i64, frame: &Arc<str>) {
-        let Ok(mut state) = self.state.lock() else {
+        let Some(mut streams) = self.streams() else {
             return;
         };
-        if let Some(held) = state.held.get_mut(conversation_id) {
-            held.push((seq, frame.clone()));
-            return;
-        }
-        let last = state.sent.entry(conversation_id.to_owned()).or_insert(-1);
-        if seq > *last {
-            *last = seq;
-            drop(state);
-            self.send(frame.as_ref());
+        match streams.live(conversation_id, seq, frame) {
+            Live::Send(frame) => {
+                self.send(frame.as_ref());
+            }
+            Live::NeedsFill => {
+                let _ = self.fills.send(conversation_id.to_owned());
+            }
+            Live::Held | Live::Duplicate => {}
+            Live::Overflow => self.overflow.cancel(),
         }
     }
 
-    /// Starts holding live events of `conversation_id`; returns the seq the
-    /// socket already has (if any).
-    pub fn begin_resume(&self, conversation_id: &str) -> Option<i64> {
-        let mut state = self.state.lock().ok()?;
-        state.held.entry(conversation_id.to_owned()).or_default();
-        state.sent.get(conversation_id).copied()
+    /// Starts a fill of `conversation_id` after the client's `cursor`.
+    pub fn begin_fill(&self, conversation_id: &str, cursor: i64) -> Plan {
+        match self.streams() {
+            Some(mut s) => s.begin_fill(conversation_id, cursor),
+            None => Plan {
+                from: cursor,
+                backfill: None,
+            },
+        }
     }
 
-    /// A frame of the fill from the store, in seq order.
-    pub fn push_filled(&self, conversation_id: &str, seq: i64, frame: String) {
-        let Ok(mut state) = self.state.lock() else {
+    /// The highest seq sent of `conversation_id`.
+    pub fn sent(&self, conversation_id: &str) -> i64 {
+        self.streams().map_or(-1, |s| s.sent(conversation_id))
+    }
+
+    /// A message of a fill from the store, in seq order (out of order
+    /// below the live events already sent when `backfill`).
+    pub fn push_filled(&self, conversation_id: &str, seq: i64, frame: String, backfill: bool) {
+        let Some(mut streams) = self.streams() else {
             return;
         };
-        let last = state.sent.entry(conversation_id.to_owned()).or_insert(-1);
-        if seq > *last {
-            *last = seq;
-            drop(state);
+        if backfill || streams.filled(conversation_id, seq) {
             self.send(frame);
         }
     }
 
-    /// The fill is done: send what was held that the fill did not cover,
-    /// then go live.
-    pub fn end_resume(&self, conversation_id: &str) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        let mut held = state.held.remove(conversation_id).unwrap_or_default();
-        held.sort_by_key(|(seq, _)| *seq);
-        let last = state.sent.entry(conversation_id.to_owned()).or_insert(-1);
-        let mut to_send = Vec::new();
-        for (seq, frame) in held {
-            if seq > *last {
-                *last = seq;
-                to_send.push(frame);
+    /// See [`Streams::covered`].
+    pub fn covered(&self, conversation_id: &str, head: i64) {
+        if let Some(mut s) = self.streams() {
+            s.covered(conversation_id, head);
+        }
+    }
+
+    /// See [`Streams::bridged`].
+    pub fn bridged(&self, conversation_id: &str) {
+        if let Some(mut s) = self.streams() {
+            s.bridged(conversation_id);
+        }
+    }
+
+    /// Goes live (sending what is held), or names the seq a further fill
+    /// must reach first.
+    pub fn settle(&self, conversation_id: &str) -> Option<i64> {
+        let mut streams = self.streams()?;
+        match streams.settle(conversation_id) {
+            Settle::Live(frames) => {
+                for frame in frames {
+                    self.send(frame.as_ref());
+                }
+                None
+            }
+            Settle::FillBelow(seq) => Some(seq),
+        }
+    }
+
+    /// The first resume is over (or never came): conversations it did not
+    /// name go live.
+    pub fn end_awaiting(&self) {
+        if let Some(mut streams) = self.streams() {
+            for frame in streams.end_awaiting() {
+                self.send(frame.as_ref());
             }
         }
-        drop(state);
-        for frame in to_send {
-            self.send(frame.as_ref());
-        }
+    }
+
+    pub fn awaiting_resume(&self) -> bool {
+        self.streams().is_some_and(|s| s.awaiting_resume())
     }
 }
 

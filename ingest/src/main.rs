@@ -119,16 +119,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.gateway.http).await?;
     info!(node = %node, addr = %listener.local_addr()?, "gateway node serving");
     let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
+    // Sockets finish the frame in hand and close once the node drains.
+    let draining = gateway.draining.clone();
     let token = shutdown.clone();
     let result = cli::run_until_stopped(shutdown, async move {
         Ok(axum::serve(listener, app)
-            .with_graceful_shutdown(token.cancelled_owned())
+            .with_graceful_shutdown(async move {
+                token.cancelled().await;
+                draining.cancel();
+            })
             .await?)
     })
     .await;
-    for socket in gateway.hub.all() {
-        socket.close(1001, "server shutting down");
-    }
+    gateway.draining.cancel();
+    gateway.sockets.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), gateway.sockets.wait()).await;
     let _ = heartbeat.await;
     let _ = gateway.publish_node(false).await;
     let _ = producer.flush(Duration::from_secs(10));

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::Page;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -21,6 +20,7 @@ use crate::gateway::{Gateway, NewMessage};
 use crate::http::{ApiQuery, AppState};
 use crate::hub::{Outbound, Socket};
 use crate::messages::Receipt;
+use crate::resume;
 use crate::validate;
 
 /// Frames queued for one socket before it counts as too slow.
@@ -44,6 +44,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let claims = gw.auth.from_request(&headers, q.token.as_deref())?;
+    gw.require_ready()?;
     let device = q
         .device_id
         .ok_or_else(|| ApiError::invalid("invalid_device", "device_id is required"))?;
@@ -57,7 +58,11 @@ pub async fn upgrade(
         // and the buffer still grows for a large one.
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| run(gw, claims, device, socket))
+        .on_upgrade(move |socket| {
+            // Tracked, so that shutdown waits for each socket's last answer.
+            let tracker = gw.sockets.clone();
+            tracker.track_future(run(gw, claims, device, socket))
+        })
         .into_response())
 }
 
@@ -98,9 +103,19 @@ const KNOWN: [&str; 6] = ["send", "typing", "read", "delivered", "resume", "ping
 async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOX);
-    let socket = Socket::new(claims.sub.clone(), device.clone(), tx);
+    let (socket, mut fills) = Socket::new(claims.sub.clone(), device.clone(), tx);
+    let overflow = socket.overflowed().clone();
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        loop {
+            let out = tokio::select! {
+                biased;
+                // Frames still queued are dropped: the client resumes.
+                _ = overflow.cancelled() => Outbound::Close(1013, "too slow to keep up, resume later"),
+                out = rx.recv() => match out {
+                    Some(out) => out,
+                    None => break,
+                },
+            };
             let result = match out {
                 Outbound::Text(text) => sink.send(Message::Text(text.into())).await,
                 Outbound::Close(code, reason) => {
@@ -127,17 +142,48 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     }
     info!(user = %claims.sub, device = %device, "socket open");
 
+    let limits = &gw.config.limits;
+    // Live events wait for the client's first `resume` (it says where each
+    // conversation starts); a client that sends none goes live after this.
+    let grace = tokio::time::sleep(limits.resume_grace);
+    tokio::pin!(grace);
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     let mut invalid = 0u32;
     loop {
-        let next = tokio::time::timeout(gw.config.limits.idle_timeout, stream.next()).await;
-        let message = match next {
-            Err(_) => {
+        // A frame being handled is never interrupted: a send in flight at
+        // shutdown still gets its answer before the close.
+        let next = tokio::select! {
+            biased;
+            _ = socket.overflowed().cancelled() => break,
+            _ = gw.draining.cancelled() => {
+                socket.close(1001, "server shutting down");
+                break;
+            }
+            Some(cid) = fills.recv() => {
+                if let Err(e) = resume::hand_over(&gw, &socket, &cid, None).await {
+                    socket.send(frames::error(Some(&cid), &e));
+                    socket.close(1013, "history not ready, resume again");
+                    break;
+                }
+                continue;
+            }
+            _ = &mut grace, if socket.awaiting_resume() => {
+                socket.end_awaiting();
+                continue;
+            }
+            _ = &mut idle => {
                 socket.close(1000, "idle timeout");
                 break;
             }
-            Ok(None) | Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(m))) => m,
+            next = stream.next() => next,
         };
+        let message = match next {
+            None | Some(Err(_)) => break,
+            Some(Ok(m)) => m,
+        };
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + limits.idle_timeout);
         metrics::counter!("chatflow_gateway_frames_in_total").increment(1);
         let text = match message {
             Message::Text(t) => t,
@@ -175,7 +221,9 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
         }
     }
 
+    // A draining node resets all its devices at once (`publish_node`).
     if gw.hub.unregister(&socket)
+        && !gw.draining.is_cancelled()
         && let Err(e) = gw.publish_presence(&claims.sub, &device, false).await
     {
         warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
@@ -288,85 +336,9 @@ async fn handle(
                 .await
                 .map_err(with_ref)?;
         }
-        ClientFrame::Resume { cursors } => resume(gw, socket, claims, cursors).await?,
-    }
-    Ok(())
-}
-
-/// Sends each named conversation's events after its cursor from the store,
-/// holding live events back meanwhile, then `resumed`. Conversations not
-/// named resume from the device's stored cursor, if it has one.
-async fn resume(
-    gw: &Gateway,
-    socket: &Arc<Socket>,
-    claims: &Claims,
-    mut cursors: BTreeMap<String, i64>,
-) -> Result<(), FrameError> {
-    if cursors.len() > 10_000 {
-        return Err((
-            None,
-            ApiError::invalid("invalid_frame", "at most 10000 cursors"),
-        ));
-    }
-    let stored = gw
-        .store
-        .device(&claims.sub, &socket.device_id)
-        .await
-        .map_err(|e| (None, e.into()))?;
-    if let Some(device) = stored {
-        let mine = gw
-            .store
-            .user_conversations(&claims.sub)
+        ClientFrame::Resume { cursors } => resume::resume(gw, socket, claims, cursors)
             .await
-            .map_err(|e| (None, e.into()))?;
-        for uc in mine {
-            if let Some(seq) = device.cursors.get(&uc.conversation_id) {
-                cursors.entry(uc.conversation_id).or_insert(*seq);
-            }
-        }
+            .map_err(|e| (None, e))?,
     }
-    let mut resumed = 0usize;
-    for (cid, cursor) in cursors {
-        if let Err(e) = gw.require_member(&cid, &claims.sub).await {
-            socket.send(frames::error(Some(&cid), &e));
-            continue;
-        }
-        let already = socket.begin_resume(&cid);
-        let result = fill(gw, socket, &cid, cursor.max(already.unwrap_or(-1))).await;
-        socket.end_resume(&cid);
-        match result {
-            Ok(n) => resumed += n,
-            Err(e) => {
-                socket.send(frames::error(Some(&cid), &e));
-            }
-        }
-    }
-    socket.send(json!({"type": "resumed", "events": resumed}).to_string());
     Ok(())
-}
-
-async fn fill(gw: &Gateway, socket: &Socket, cid: &str, mut after: i64) -> Result<usize, ApiError> {
-    gw.read_your_writes(cid, false).await?;
-    let mut sent = 0;
-    loop {
-        let page = gw
-            .store
-            .messages(
-                cid,
-                Page {
-                    after: Some(after),
-                    before: None,
-                    limit: 200,
-                },
-            )
-            .await?;
-        for m in &page.messages {
-            socket.push_filled(cid, m.seq, frames::stored_message_event(m));
-            after = m.seq;
-            sent += 1;
-        }
-        if !page.has_more {
-            return Ok(sent);
-        }
-    }
 }

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         topics: vec![topics::EVENTS.into()],
         max_batch: args.max_batch,
         fetch_wait: args.fetch.store_fetch_wait(),
+        ..Default::default()
     };
     let token = shutdown.clone();
     cli::run_until_stopped(shutdown, async move {

@@ -72,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
         let (kafka, token) = (kafka.clone(), shutdown.child_token());
         let fetch_wait = args.fetch.signals_fetch_wait();
         tokio::spawn(async move {
-            router::signals::run(&kafka, store, presence, fanout, fetch_wait, token).await
+            let group = streams::Assignment::Group;
+            router::signals::run(&kafka, store, presence, fanout, fetch_wait, group, token).await
         })
     };
     let spec = ConsumerSpec {
@@ -80,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         topics: vec![topics::EVENTS.into()],
         max_batch: 500,
         fetch_wait: args.fetch.live_fetch_wait(),
+        ..Default::default()
     };
     let token = shutdown.clone();
     let result = cli::run_until_stopped(shutdown, async move {

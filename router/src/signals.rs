@@ -202,6 +202,7 @@ pub async fn run(
     view: PresenceView,
     fanout: Arc<Fanout>,
     fetch_wait: std::time::Duration,
+    assignment: streams::Assignment,
     shutdown: CancellationToken,
 ) -> Result<(), streams::KafkaError> {
     let notifier = tokio::spawn(notify_presence(
@@ -220,6 +221,8 @@ pub async fn run(
         topics: vec![topics::SIGNALS.into()],
         max_batch: 500,
         fetch_wait,
+        assignment,
+        ..Default::default()
     };
     let stage = Arc::new(TypingStage::new(store, fanout));
     let result = streams::run_stage(kafka, spec, stage, shutdown.clone()).await;

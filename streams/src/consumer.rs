@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -62,17 +63,52 @@ pub trait Stage: Send + Sync + 'static {
     async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError>;
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ConsumerSpec {
     pub group: String,
     pub topics: Vec<String>,
     pub max_batch: usize,
     /// The broker's long-poll bound; see `KafkaConfig::consumer`.
     pub fetch_wait: Duration,
+    pub assignment: Assignment,
+    /// Told how many partitions the stage holds.
+    pub status: Arc<StageStatus>,
+}
+
+/// How a stage gets its partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Assignment {
+    /// Balanced over the consumer group's members (one process of a stage
+    /// or many).
+    #[default]
+    Group,
+    /// Every partition, in this process alone (embedded mode). No group
+    /// join, so a process restarted right after a crash does not wait for
+    /// the dead one's session to expire; offsets are still committed to
+    /// the group, so a later start resumes where it stopped.
+    All,
+}
+
+/// What a running stage holds, for readiness.
+#[derive(Debug, Default)]
+pub struct StageStatus {
+    partitions: AtomicUsize,
+}
+
+impl StageStatus {
+    /// Partitions the stage holds now (0: it stores or delivers nothing).
+    pub fn partitions(&self) -> usize {
+        self.partitions.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, n: usize) {
+        self.partitions.store(n, Ordering::Relaxed);
+    }
 }
 
 struct RuntimeContext {
     group: String,
+    status: Arc<StageStatus>,
 }
 
 impl ClientContext for RuntimeContext {
@@ -98,6 +134,7 @@ impl ConsumerContext for RuntimeContext {
         // The runtime never polls with a batch in flight, so every stored
         // offset is final: commit them before the partitions move away.
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.status.set(0);
             info!(group = %self.group, partitions = tpl.count(), "partitions revoked, committing");
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 debug!(group = %self.group, error = %e, "nothing to commit on revoke");
@@ -107,6 +144,7 @@ impl ConsumerContext for RuntimeContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            self.status.set(tpl.count());
             info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
         }
     }
@@ -125,9 +163,17 @@ pub async fn run_stage(
         .set("statistics.interval.ms", "5000")
         .create_with_context(RuntimeContext {
             group: spec.group.clone(),
+            status: spec.status.clone(),
         })?;
     let topic_refs: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs)?;
+    match spec.assignment {
+        Assignment::Group => consumer.subscribe(&topic_refs)?,
+        Assignment::All => {
+            let tpl = tokio::task::block_in_place(|| all_partitions(&consumer, &spec.topics))?;
+            consumer.assign(&tpl)?;
+            spec.status.set(tpl.count());
+        }
+    }
     let dlq = DeadLetters::new(config, &spec.group)?;
     let group = spec.group.as_str();
     info!(group, topics = ?spec.topics, "stage consuming");
@@ -180,6 +226,28 @@ pub async fn run_stage(
         }
     }
     commit_and_close(&consumer, group)
+}
+
+/// Every partition of `topics`, each from its committed offset.
+fn all_partitions(
+    consumer: &StreamConsumer<RuntimeContext>,
+    topics: &[String],
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Stored)?;
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return Err(KafkaError::Transient(format!(
+            "no partitions in {topics:?} yet"
+        )));
+    }
+    Ok(tpl)
 }
 
 fn commit_and_close(

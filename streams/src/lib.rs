@@ -11,6 +11,8 @@ mod producer;
 pub mod topics;
 
 pub use config::KafkaConfig;
-pub use consumer::{ConsumerSpec, Record, Rejection, Stage, StageError, run_stage};
+pub use consumer::{
+    Assignment, ConsumerSpec, Record, Rejection, Stage, StageError, StageStatus, run_stage,
+};
 pub use error::KafkaError;
 pub use producer::Producer;

@@ -11,7 +11,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
 use streams::{
-    ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError, run_stage,
+    Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError,
+    StageStatus, run_stage,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,7 @@ fn spec(topic: &str, group: &str) -> ConsumerSpec {
         topics: vec![topic.into()],
         max_batch: 5,
         fetch_wait: Duration::from_millis(20),
+        ..Default::default()
     }
 }
 
@@ -266,4 +268,78 @@ async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(*again.done.lock().unwrap(), vec![5]);
+}
+
+/// Embedded mode: a stage that assigns itself every partition holds them at
+/// once (no group join to wait for) and starts from the group's committed
+/// offsets, whichever way they were committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topics::ensure(
+        &config,
+        &[TopicSpec {
+            name: "t.all".into(),
+            partitions: 3,
+            config: vec![],
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    let producer = Producer::new(&config).unwrap();
+    let send = |keys: std::ops::Range<i32>| {
+        let producer = producer.clone();
+        async move {
+            for k in keys {
+                let key = format!("key{k}");
+                producer
+                    .send("t.all", key.as_bytes(), b"x", None)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    send(0..30).await;
+
+    let run = |assignment: Assignment| {
+        let (stage, _) = recorder(None, 0);
+        let status = Arc::new(StageStatus::default());
+        let shutdown = CancellationToken::new();
+        let spec = ConsumerSpec {
+            assignment,
+            status: status.clone(),
+            ..spec("t.all", "g.all")
+        };
+        let task = tokio::spawn({
+            let (config, stage, shutdown) = (config.clone(), stage.clone(), shutdown.clone());
+            async move { run_stage(&config, spec, stage, shutdown).await }
+        });
+        (stage, status, shutdown, task)
+    };
+    let (first, _, shutdown, task) = run(Assignment::Group);
+    wait_for(|| first.done.lock().unwrap().len() == 30).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    send(30..40).await;
+    let (second, status, shutdown, task) = run(Assignment::All);
+    wait_for(|| status.partitions() == 3).await;
+    wait_for(|| second.done.lock().unwrap().len() >= 10).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        second.done.lock().unwrap().len(),
+        10,
+        "only the new records"
+    );
+
+    // Its own commits carry over to the next start too.
+    send(40..45).await;
+    let (third, _, shutdown, task) = run(Assignment::All);
+    wait_for(|| third.done.lock().unwrap().len() >= 5).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(third.done.lock().unwrap().len(), 5);
 }

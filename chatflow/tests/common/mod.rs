@@ -111,6 +111,22 @@ impl Chatflow {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again at once and returns how long it took to
+    /// answer `/readyz` (restart-to-healthy).
+    pub async fn start_again(&mut self) -> Duration {
+        let started = Instant::now();
+        self.spawn().await;
+        started.elapsed()
+    }
+
     pub async fn restart(&mut self) {
         if self.child.is_some() {
             let status = self.stop().await;

@@ -1,0 +1,157 @@
+//! `resume` and the fills from the store that hand a conversation over to
+//! the live stream (the rules are in `handover`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use store::Page;
+
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::frames;
+use crate::gateway::Gateway;
+use crate::hub::Socket;
+
+/// Cursors one `resume` may name.
+const MAX_CURSORS: usize = 10_000;
+
+/// Sends each named conversation's events after its cursor from the store,
+/// holding live events back meanwhile, then `resumed`. Conversations not
+/// named resume from the device's stored cursor, if it has one; the rest
+/// go live from the first event the router sends them.
+pub async fn resume(
+    gw: &Gateway,
+    socket: &Arc<Socket>,
+    claims: &Claims,
+    mut cursors: BTreeMap<String, i64>,
+) -> Result<(), ApiError> {
+    if cursors.len() > MAX_CURSORS {
+        return Err(ApiError::invalid(
+            "invalid_frame",
+            format!("at most {MAX_CURSORS} cursors"),
+        ));
+    }
+    if let Some(device) = gw.store.device(&claims.sub, &socket.device_id).await? {
+        for uc in gw.store.user_conversations(&claims.sub).await? {
+            if let Some(seq) = device.cursors.get(&uc.conversation_id) {
+                cursors.entry(uc.conversation_id).or_insert(*seq);
+            }
+        }
+    }
+    let mut resumed = 0usize;
+    for (cid, cursor) in cursors {
+        if let Err(e) = gw.require_member(&cid, &claims.sub).await {
+            socket.send(frames::error(Some(&cid), &e));
+            continue;
+        }
+        match hand_over(gw, socket, &cid, Some(cursor)).await {
+            Ok(n) => resumed += n,
+            Err(e) => {
+                // The conversation stays held: going live now would leave a
+                // hole. The client reconnects and resumes.
+                socket.send(frames::error(Some(&cid), &e));
+                socket.close(1013, "history not ready, resume again");
+                return Ok(());
+            }
+        }
+    }
+    socket.end_awaiting();
+    socket.send(json!({"type": "resumed", "events": resumed}).to_string());
+    Ok(())
+}
+
+/// Fills `cid` from the store (after `cursor`, when resuming) until the
+/// live stream can take over without a gap; returns the events sent. An
+/// error leaves the conversation held: the caller closes the socket, and
+/// its client resumes again.
+pub async fn hand_over(
+    gw: &Gateway,
+    socket: &Socket,
+    cid: &str,
+    cursor: Option<i64>,
+) -> Result<usize, ApiError> {
+    let mut sent = 0;
+    if let Some(cursor) = cursor {
+        let plan = socket.begin_fill(cid, cursor);
+        gw.read_your_writes(cid, false).await?;
+        if let Some((after, below)) = plan.backfill {
+            sent += fill(gw, socket, cid, after, Some(below), true).await?;
+        }
+        sent += fill(gw, socket, cid, plan.from, None, false).await?;
+    }
+    while let Some(first_live) = socket.settle(cid) {
+        wait_for_head(gw, cid, first_live).await?;
+        sent += fill(gw, socket, cid, socket.sent(cid), Some(first_live), false).await?;
+        socket.bridged(cid);
+    }
+    Ok(sent)
+}
+
+/// Sends the stored messages after `after` (and below `below`); without a
+/// bound, up to the store's head when the fill began, which it then counts
+/// as sent (the messages carry every event up to it).
+async fn fill(
+    gw: &Gateway,
+    socket: &Socket,
+    cid: &str,
+    mut after: i64,
+    below: Option<i64>,
+    backfill: bool,
+) -> Result<usize, ApiError> {
+    let head = match below {
+        Some(_) => None,
+        None => Some(head(gw, cid).await?),
+    };
+    let before = below.or(head.map(|h| h + 1));
+    let mut sent = 0;
+    loop {
+        let page = gw
+            .store
+            .messages(
+                cid,
+                Page {
+                    after: Some(after),
+                    before,
+                    limit: 200,
+                },
+            )
+            .await?;
+        for m in &page.messages {
+            socket.push_filled(cid, m.seq, frames::stored_message_event(m), backfill);
+            after = m.seq;
+            sent += 1;
+        }
+        if !page.has_more || page.messages.is_empty() {
+            break;
+        }
+    }
+    if let Some(head) = head {
+        socket.covered(cid, head);
+    }
+    Ok(sent)
+}
+
+/// The highest seq the store applied in `cid` (-1: none).
+async fn head(gw: &Gateway, cid: &str) -> Result<i64, ApiError> {
+    Ok(gw.store.conversation(cid).await?.map_or(-1, |c| c.last_seq))
+}
+
+/// Waits until the store applied `seq` of `cid`, so that it holds every
+/// event below it (the persister applies a partition in order).
+async fn wait_for_head(gw: &Gateway, cid: &str, seq: i64) -> Result<(), ApiError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while head(gw, cid).await? < seq {
+        if started.elapsed() > gw.config.limits.read_your_writes_timeout {
+            return Err(ApiError::unavailable(
+                "the message store",
+                format!("{cid} not caught up to {seq}"),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    Ok(())
+}
