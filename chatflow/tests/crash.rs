@@ -296,6 +296,13 @@ async fn kill_9_in_a_loop_loses_reorders_and_skips_nothing() {
         "kills={kills} sent={total} acked={} lost={lost} dup={dup} moved={moved} reorder={reorders} holes={holes} caught_up={caught_up} restart_to_healthy_s={secs:.2?}",
         acked.len()
     );
+    if holes + reorders + lost + dup + moved > 0 {
+        let kept = dir.keep();
+        eprintln!(
+            "the server's log is kept: {}",
+            kept.join("data.log").display()
+        );
+    }
     assert_eq!(acked.len(), total);
     assert_eq!((lost, dup, moved), (0, 0, 0), "acknowledged messages");
     assert_eq!((reorders, holes), (0, 0), "deliveries");

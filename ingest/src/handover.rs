@@ -125,7 +125,9 @@ impl Streams {
             self.held += 1;
             return Live::Held;
         }
-        if awaiting {
+        // Before the first resume, a conversation it has not reached yet
+        // waits for it; one it already handed over is live.
+        if awaiting && !s.baseline {
             s.held = Some(vec![(seq, frame.clone())]);
             self.held += 1;
             return Live::Held;
@@ -328,6 +330,30 @@ mod tests {
         s.end_awaiting();
         assert_eq!(s.live("c", 8, &f(8)), Live::Duplicate);
         assert_eq!(s.live("c", 9, &f(9)), Live::Send(f(9)));
+    }
+
+    /// The kill -9 test found it: the first conversation of a resume was
+    /// held for good while the resume went on with the next one.
+    #[test]
+    fn a_conversation_already_resumed_stays_live_while_the_resume_goes_on() {
+        let mut s = Streams::default();
+        s.begin_fill("a", 3);
+        s.covered("a", 3);
+        assert_eq!(s.settle("a"), Settle::Live(vec![]));
+        s.begin_fill("b", 1);
+        assert_eq!(
+            s.live("a", 4, &f(4)),
+            Live::NeedsFill,
+            "not held for the resume"
+        );
+        assert_eq!(s.settle("a"), Settle::FillBelow(4));
+        s.bridged("a");
+        assert_eq!(s.settle("a"), Settle::Live(vec![f(4)]));
+        assert_eq!(s.live("a", 5, &f(5)), Live::Send(f(5)));
+        s.covered("b", 1);
+        s.settle("b");
+        assert!(s.end_awaiting().is_empty());
+        assert_eq!(s.live("a", 6, &f(6)), Live::Send(f(6)));
     }
 
     #[test]

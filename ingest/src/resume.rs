@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use store::Page;
+use tracing::debug;
 
 use crate::auth::Claims;
 use crate::error::ApiError;
@@ -49,6 +50,7 @@ pub async fn resume(
         match hand_over(gw, socket, &cid, Some(cursor)).await {
             Ok(n) => resumed += n,
             Err(e) => {
+                tracing::warn!(conversation_id = %cid, error = %e.message, "resume failed: closing");
                 // The conversation stays held: going live now would leave a
                 // hole. The client reconnects and resumes.
                 socket.send(frames::error(Some(&cid), &e));
@@ -75,6 +77,7 @@ pub async fn hand_over(
     let mut sent = 0;
     if let Some(cursor) = cursor {
         let plan = socket.begin_fill(cid, cursor);
+        debug!(conversation_id = cid, cursor, from = plan.from, backfill = ?plan.backfill, "resume fill");
         gw.read_your_writes(cid, false).await?;
         if let Some((after, below)) = plan.backfill {
             sent += fill(gw, socket, cid, after, Some(below), true).await?;
@@ -82,6 +85,12 @@ pub async fn hand_over(
         sent += fill(gw, socket, cid, plan.from, None, false).await?;
     }
     while let Some(first_live) = socket.settle(cid) {
+        debug!(
+            conversation_id = cid,
+            first_live,
+            sent = socket.sent(cid),
+            "filling below the first live event"
+        );
         wait_for_head(gw, cid, first_live).await?;
         sent += fill(gw, socket, cid, socket.sent(cid), Some(first_live), false).await?;
         socket.bridged(cid);

@@ -25,6 +25,8 @@ use crate::validate;
 
 /// Frames queued for one socket before it counts as too slow.
 const OUTBOX: usize = 4096;
+/// How long a closing socket waits for the client's close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Invalid frames in a row before the socket is closed with 1008.
 const MAX_INVALID: u32 = 5;
 /// The transport refuses frames past this; the protocol limit (smaller) is
@@ -162,6 +164,7 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
             }
             Some(cid) = fills.recv() => {
                 if let Err(e) = resume::hand_over(&gw, &socket, &cid, None).await {
+                    warn!(conversation_id = %cid, error = %e.message, "history not ready for the live stream: closing");
                     socket.send(frames::error(Some(&cid), &e));
                     socket.close(1013, "history not ready, resume again");
                     break;
@@ -229,6 +232,13 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
         warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
     }
     socket.close(1000, "bye");
+    // Read on (discarding) until the client answers the close: closing with
+    // its frames unread would reset the connection, and a reset can throw
+    // away answers already on their way to it.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
     let _ = writer.await;
     debug!(user = %claims.sub, device = %device, "socket closed");
 }
