@@ -147,13 +147,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     // The router must know who is online before it routes anything.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut threads = vec![router::presence::follow(
-        &kafka,
-        presence.clone(),
-        args.fetch.presence_fetch_wait(),
-        ready_tx,
-        shutdown.child_token(),
-    )?];
+    let mut threads = vec![{
+        let view = presence.clone();
+        streams::follow::presence(
+            &kafka,
+            args.fetch.presence_fetch_wait(),
+            ready_tx,
+            shutdown.child_token(),
+            move |p| view.apply(p),
+        )
+    }?];
     let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
     if !args.local_delivery {
         let (inbox_thread, inbox_ready) = ingest::inbox::start(

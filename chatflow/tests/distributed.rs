@@ -194,7 +194,11 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     };
     let mut _n1 = Proc::spawn("ingest-n1", &bin("ingest"), &node("n1", n1), logs);
     let mut n2_proc = Proc::spawn("ingest-n2", &bin("ingest"), &node("n2", n2), logs);
-    let mut persister = Proc::spawn("persister", &bin("persister"), &common(&[]), logs);
+    // Static membership: a persister restarted under the same instance id
+    // takes its predecessor's place in the group at once, as a supervisor
+    // (systemd, a StatefulSet) restarts it.
+    let persister_args = common(&["--kafka-option", "group.instance.id=persister-0"]);
+    let mut persister = Proc::spawn("persister", &bin("persister"), &persister_args, logs);
     let mut _router = Proc::spawn("router", &bin("router"), &common(&[]), logs);
     let mut indexer = Proc::spawn(
         "indexer",
@@ -299,12 +303,12 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     persister.kill9();
-    // The embedded broker (tansu 0.6) hands a rejoining group nothing when
-    // its dead leader is still within its session timeout (10 s) at the
-    // join: restart after that, as a supervisor with backoff would. The
-    // stream goes on meanwhile and piles up for the new persister.
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let mut persister = Proc::spawn("persister-restarted", &bin("persister"), &common(&[]), logs);
+    let mut persister = Proc::spawn(
+        "persister-restarted",
+        &bin("persister"),
+        &persister_args,
+        logs,
+    );
 
     let mut acked = HashMap::new();
     for s in senders {

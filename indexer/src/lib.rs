@@ -42,7 +42,7 @@ impl Stage for Indexer {
                         origin.push(index);
                     }
                 }
-                Err(reason) => rejected.push(Rejection { index, reason }),
+                Err(reason) => rejected.push(Rejection::new(index, reason)),
             }
         }
         let count = ops.len() as u64;

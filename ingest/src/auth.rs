@@ -24,6 +24,15 @@ impl Claims {
     }
 }
 
+/// A token key that cannot be used for what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("token key: {0}")]
+    Key(jsonwebtoken::errors::Error),
+    #[error("tokens are issued elsewhere (RS256)")]
+    NotIssuer,
+}
+
 /// How tokens are checked (and, with a secret, issued).
 #[derive(Clone)]
 pub struct Auth {
@@ -41,9 +50,9 @@ impl Auth {
         }
     }
 
-    pub fn rs256(public_key_pem: &[u8]) -> Result<Self, String> {
+    pub fn rs256(public_key_pem: &[u8]) -> Result<Self, KeyError> {
         Ok(Auth {
-            decoding: DecodingKey::from_rsa_pem(public_key_pem).map_err(|e| e.to_string())?,
+            decoding: DecodingKey::from_rsa_pem(public_key_pem).map_err(KeyError::Key)?,
             encoding: None,
             algorithm: Algorithm::RS256,
         })
@@ -55,18 +64,15 @@ impl Auth {
         user_id: &str,
         name: Option<&str>,
         ttl_secs: u64,
-    ) -> Result<String, String> {
-        let key = self
-            .encoding
-            .as_ref()
-            .ok_or("tokens are issued elsewhere (RS256)")?;
+    ) -> Result<String, KeyError> {
+        let key = self.encoding.as_ref().ok_or(KeyError::NotIssuer)?;
         let claims = Claims {
             sub: user_id.to_owned(),
             exp: now_secs() + ttl_secs,
             name: name.map(str::to_owned),
             roles: Vec::new(),
         };
-        encode(&Header::new(self.algorithm), &claims, key).map_err(|e| e.to_string())
+        encode(&Header::new(self.algorithm), &claims, key).map_err(KeyError::Key)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {

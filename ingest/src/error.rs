@@ -6,6 +6,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// A rule of the chat domain said no: the one place it becomes an answer.
+impl From<chat::Denied> for ApiError {
+    fn from(denied: chat::Denied) -> Self {
+        match denied {
+            chat::Denied::Forbidden(message) => Self::forbidden(message),
+            chat::Denied::Conflict { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, message)
+            }
+            chat::Denied::Invalid { code, message } => Self::invalid(code, message),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,

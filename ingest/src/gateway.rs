@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chat::{Kind, Role, rules};
 use schemas::{
     Actor, ChatEvent, Codec, ConversationCreated, DevicePresence, MemberSpec, MessagePosted,
     Payload, Typing,
@@ -113,7 +114,7 @@ pub struct Gateway {
     /// Where `GET /v1/search` looks; none on a node without search.
     pub search: Option<Arc<dyn search::SearchIndex>>,
     /// Who is online, for `GET /v1/users/{uid}/presence`.
-    pub presence: Option<router::PresenceView>,
+    pub presence: Option<chat::presence::PresenceView>,
     pub(crate) typing_throttle: crate::people::TypingThrottle,
     /// Fired at shutdown: sockets finish the frame in hand, then close.
     pub draining: CancellationToken,
@@ -159,7 +160,7 @@ impl Gateway {
         self
     }
 
-    pub fn with_presence(mut self, view: router::PresenceView) -> Self {
+    pub fn with_presence(mut self, view: chat::presence::PresenceView) -> Self {
         self.presence = Some(view);
         self
     }
@@ -476,8 +477,10 @@ impl Gateway {
         let mut others: Vec<String> = members.into_iter().filter(|m| m != creator).collect();
         others.sort();
         others.dedup();
+        let kind = Kind::parse(kind)
+            .ok_or_else(|| ApiError::invalid("invalid_kind", "kind is \"direct\" or \"group\""))?;
         let (conversation_id, specs) = match kind {
-            "direct" => {
+            Kind::Direct => {
                 let [other] = others.as_slice() else {
                     return Err(ApiError::invalid(
                         "invalid_members",
@@ -493,17 +496,17 @@ impl Gateway {
                 let specs = vec![
                     MemberSpec {
                         user_id: creator.to_owned(),
-                        role: "member".into(),
+                        role: Role::Member.as_str().into(),
                     },
                     MemberSpec {
                         user_id: other.clone(),
-                        role: "member".into(),
+                        role: Role::Member.as_str().into(),
                     },
                 ];
                 (id, specs)
             }
-            "group" => {
-                if others.len() > 10_000 {
+            Kind::Group => {
+                if others.len() > rules::MAX_MEMBERS {
                     return Err(ApiError::invalid(
                         "invalid_members",
                         "at most 10000 members",
@@ -511,29 +514,23 @@ impl Gateway {
                 }
                 let mut specs = vec![MemberSpec {
                     user_id: creator.to_owned(),
-                    role: "owner".into(),
+                    role: Role::Owner.as_str().into(),
                 }];
                 specs.extend(others.into_iter().map(|u| MemberSpec {
                     user_id: u,
-                    role: "member".into(),
+                    role: Role::Member.as_str().into(),
                 }));
                 (format!("g:{}", ulid::Ulid::new()), specs)
             }
-            _ => {
-                return Err(ApiError::invalid(
-                    "invalid_kind",
-                    "kind is \"direct\" or \"group\"",
-                ));
-            }
         };
-        if kind == "direct" {
+        if kind == Kind::Direct {
             self.read_your_writes(&conversation_id, true).await?;
             if let Some(existing) = self.store.conversation(&conversation_id).await? {
                 return Ok((conversation_id, false, specs, existing.last_seq));
             }
         }
         let payload = Payload::ConversationCreated(ConversationCreated {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             name,
             description: None,
             members: specs.clone(),

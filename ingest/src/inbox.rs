@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::message::Message;
 use schemas::{ChatEvent, Delivery, DevicePresence, SchemaId, Typing};
-use streams::follow::{From, follow};
+use streams::follow::{Start, follow};
 use streams::{KafkaConfig, KafkaError, topics};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ pub fn start(
     let handle = follow(
         config,
         &topic,
-        From::End,
+        Start::End,
         fetch_wait,
         ready_tx,
         shutdown,

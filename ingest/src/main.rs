@@ -92,18 +92,21 @@ async fn main() -> anyhow::Result<()> {
     }
     // Presence for `GET /v1/users/{uid}/presence`: this node's own view of
     // chat.presence.
-    let presence = router::PresenceView::default();
+    let presence = chat::presence::PresenceView::default();
     gateway = gateway.with_presence(presence.clone());
     let gateway = Arc::new(gateway);
     let shutdown = CancellationToken::new();
     let (view_ready, _) = tokio::sync::oneshot::channel();
-    let presence_follower = router::presence::follow(
-        &kafka,
-        presence,
-        args.fetch.presence_fetch_wait(),
-        view_ready,
-        shutdown.child_token(),
-    )?;
+    let presence_follower = {
+        let view = presence;
+        streams::follow::presence(
+            &kafka,
+            args.fetch.presence_fetch_wait(),
+            view_ready,
+            shutdown.child_token(),
+            move |p| view.apply(p),
+        )
+    }?;
     let heartbeat = tokio::spawn(ingest::people::heartbeat(
         gateway.clone(),
         shutdown.child_token(),

@@ -3,7 +3,7 @@
 //! everything, admins manage members, a global admin (JWT role `admin`) acts
 //! as an owner anywhere.
 
-use axum::http::StatusCode;
+use chat::{Kind, Role, rules};
 use schemas::{
     Actor, ConversationUpdated, MemberAdded, MemberMuted, MemberRemoved, MemberRoleChanged, Payload,
 };
@@ -14,14 +14,6 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::validate;
 
-pub(crate) const ROLES: [&str; 3] = ["owner", "admin", "member"];
-/// The most members a group holds.
-pub(crate) const MAX_MEMBERS: usize = 10_000;
-
-pub(crate) fn can_manage(role: &str) -> bool {
-    matches!(role, "owner" | "admin")
-}
-
 pub(crate) fn actor(caller: &Claims, device_id: &str) -> Actor {
     Actor {
         user_id: caller.sub.clone(),
@@ -29,46 +21,36 @@ pub(crate) fn actor(caller: &Claims, device_id: &str) -> Actor {
     }
 }
 
-fn conflict(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
-fn role(value: &str) -> Result<(), ApiError> {
-    if ROLES.contains(&value) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_role",
-            "role is owner, admin or member",
-        ))
-    }
+/// A role named by the client.
+fn role(value: &str) -> Result<Role, ApiError> {
+    Role::parse(value)
+        .ok_or_else(|| ApiError::invalid("invalid_role", "role is owner, admin or member"))
 }
 
 impl Gateway {
     /// The caller's role in a group they may change (a global admin counts
     /// as an owner); 409 for a direct conversation.
-    async fn group_role(&self, caller: &Claims, conversation_id: &str) -> Result<String, ApiError> {
-        let role = if caller.is_admin() {
+    async fn group_role(&self, caller: &Claims, conversation_id: &str) -> Result<Role, ApiError> {
+        let member = if caller.is_admin() {
             validate::named_id("conversation_id", conversation_id)?;
             self.read_your_writes(conversation_id, true).await?;
-            "owner".to_owned()
+            None
         } else {
-            self.require_member(conversation_id, &caller.sub)
-                .await?
-                .role
+            Some(Role::stored(
+                &self
+                    .require_member(conversation_id, &caller.sub)
+                    .await?
+                    .role,
+            ))
         };
         let conversation = self
             .store
             .conversation(conversation_id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such conversation"))?;
-        if conversation.kind == "direct" {
-            return Err(conflict(
-                "direct_conversation",
-                "a direct conversation keeps its two members and has no name",
-            ));
-        }
-        Ok(role)
+        rules::group_only(Kind::parse(&conversation.kind).unwrap_or(Kind::Group))?;
+        rules::acting_role(member, caller.is_admin())
+            .ok_or_else(|| ApiError::forbidden("you are not a member of this conversation"))
     }
 
     /// Adds a member (owner or admin; only an owner adds an owner).
@@ -81,26 +63,14 @@ impl Gateway {
         new_role: Option<String>,
     ) -> Result<i64, ApiError> {
         validate::named_id("user_id", user_id)?;
-        let new_role = new_role.unwrap_or_else(|| "member".into());
-        role(&new_role)?;
+        let new_role = role(new_role.as_deref().unwrap_or("member"))?;
         let caller_role = self.group_role(caller, conversation_id).await?;
-        if !can_manage(&caller_role) {
-            return Err(ApiError::forbidden(
-                "only an owner or admin can add members",
-            ));
-        }
-        if new_role == "owner" && caller_role != "owner" {
-            return Err(ApiError::forbidden("only an owner can add an owner"));
-        }
-        if self.store.member(conversation_id, user_id).await?.is_some() {
-            return Err(conflict("already_member", "already a member"));
-        }
-        if self.store.members(conversation_id).await?.len() >= MAX_MEMBERS {
-            return Err(conflict("too_many_members", "the group is full"));
-        }
+        let already = self.store.member(conversation_id, user_id).await?.is_some();
+        let members = self.store.members(conversation_id).await?.len();
+        rules::add_member(caller_role, new_role, already, members)?;
         let payload = Payload::MemberAdded(MemberAdded {
             user_id: user_id.to_owned(),
-            role: new_role,
+            role: new_role.as_str().to_owned(),
         });
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
@@ -116,27 +86,21 @@ impl Gateway {
         new_role: &str,
     ) -> Result<i64, ApiError> {
         validate::named_id("user_id", user_id)?;
-        role(new_role)?;
-        if self.group_role(caller, conversation_id).await? != "owner" {
-            return Err(ApiError::forbidden("only an owner can change roles"));
-        }
-        let target = self
-            .store
-            .member(conversation_id, user_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such member"))?;
-        if target.role == "owner" && new_role != "owner" {
-            let owners = self.owners(conversation_id).await?;
-            if owners.len() <= 1 {
-                return Err(conflict(
-                    "last_owner",
-                    "a group keeps at least one owner: make someone else owner first",
-                ));
-            }
+        let new_role = role(new_role)?;
+        let caller_role = self.group_role(caller, conversation_id).await?;
+        let target = self.store.member(conversation_id, user_id).await?;
+        let owners = self.owners(conversation_id).await?.len();
+        // An unknown member is a 404, but only for a caller who may ask.
+        let target_role = target
+            .as_ref()
+            .map_or(Role::Member, |t| Role::stored(&t.role));
+        rules::change_role(caller_role, target_role, new_role, owners)?;
+        if target.is_none() {
+            return Err(ApiError::not_found("no such member"));
         }
         let payload = Payload::MemberRoleChanged(MemberRoleChanged {
             user_id: user_id.to_owned(),
-            role: new_role.to_owned(),
+            role: new_role.as_str().to_owned(),
         });
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
@@ -148,7 +112,7 @@ impl Gateway {
             .members(conversation_id)
             .await?
             .into_iter()
-            .filter(|m| m.role == "owner")
+            .filter(|m| Role::stored(&m.role) == Role::Owner)
             .collect())
     }
 
@@ -179,11 +143,7 @@ impl Gateway {
                 "a description is at most 2000 bytes",
             ));
         }
-        if !can_manage(&self.group_role(caller, conversation_id).await?) {
-            return Err(ApiError::forbidden(
-                "only an owner or admin can change the group",
-            ));
-        }
+        rules::update_conversation(self.group_role(caller, conversation_id).await?)?;
         let payload = Payload::ConversationUpdated(ConversationUpdated { name, description });
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
@@ -223,29 +183,19 @@ impl Gateway {
             .await?
             .ok_or_else(|| ApiError::not_found("no such member"))?;
         let leaving = user_id == caller.sub;
-        if !leaving && !can_manage(&caller_role) {
-            return Err(ApiError::forbidden(
-                "only an owner or admin can remove other members",
-            ));
-        }
-        if !leaving && target.role == "owner" && caller_role != "owner" {
-            return Err(ApiError::forbidden("only an owner can remove an owner"));
-        }
-        // The last owner leaving hands the group to its longest member.
-        if leaving && target.role == "owner" {
-            let owners = self.owners(conversation_id).await?;
-            if owners.len() <= 1
-                && let Some(heir) = self
-                    .store
-                    .members(conversation_id)
-                    .await?
-                    .into_iter()
-                    .filter(|m| m.user_id != caller.sub)
-                    .min_by_key(|m| (m.role != "admin", m.joined_seq))
-            {
+        let target_role = Role::stored(&target.role);
+        rules::remove_member(caller_role, leaving, target_role)?;
+        // The last owner leaving hands the group to its longest admin (or
+        // member).
+        if leaving && target_role == Role::Owner && self.owners(conversation_id).await?.len() <= 1 {
+            let members = self.store.members(conversation_id).await?;
+            let candidates = members
+                .iter()
+                .map(|m| (m.user_id.as_str(), Role::stored(&m.role), m.joined_seq));
+            if let Some(heir) = rules::heir(candidates, &caller.sub) {
                 let payload = Payload::MemberRoleChanged(MemberRoleChanged {
-                    user_id: heir.user_id,
-                    role: "owner".into(),
+                    user_id: heir.to_owned(),
+                    role: Role::Owner.as_str().into(),
                 });
                 self.publish(conversation_id, actor(caller, device_id), payload)
                     .await?;

@@ -2,6 +2,7 @@
 //! receipts members give, each one event on `chat.events`, checked against
 //! the caller's role.
 
+use chat::{Role, rules};
 use schemas::{
     DeliveredUpTo, MessageDeleted, MessageEdited, Payload, ReactionAdded, ReactionRemoved, ReadUpTo,
 };
@@ -11,7 +12,7 @@ use store::Message;
 use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::members::{actor, can_manage};
+use crate::members::actor;
 use crate::validate;
 
 /// Who has a message: members (other than its sender) whose delivered or
@@ -77,9 +78,7 @@ impl Gateway {
     ) -> Result<i64, ApiError> {
         validate::body(&body, self.config.limits.max_body_bytes)?;
         let (_, message) = self.message_for(caller, conversation_id, seq).await?;
-        if message.sender_id != caller.sub {
-            return Err(ApiError::forbidden("only the author can edit a message"));
-        }
+        rules::edit_message(&caller.sub, &message.sender_id)?;
         self.check_rate(&caller.sub)?;
         let payload = Payload::MessageEdited(MessageEdited { seq, body });
         let actor = actor(caller, device_id);
@@ -96,11 +95,8 @@ impl Gateway {
         seq: i64,
     ) -> Result<i64, ApiError> {
         let (role, message) = self.message_for(caller, conversation_id, seq).await?;
-        if message.sender_id != caller.sub && !can_manage(&role) && !caller.is_admin() {
-            return Err(ApiError::forbidden(
-                "only the author or an owner or admin can delete a message",
-            ));
-        }
+        let role = Role::stored(&role);
+        rules::delete_message(&caller.sub, &message.sender_id, role, caller.is_admin())?;
         let payload = Payload::MessageDeleted(MessageDeleted { seq });
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
@@ -125,15 +121,9 @@ impl Gateway {
             .reactions
             .get(emoji_text)
             .is_some_and(|users| users.contains(&caller.sub));
-        if has == add {
+        let known = message.reactions.contains_key(emoji_text);
+        if !rules::react(add, has, message.reactions.len(), known)? {
             return Ok(None);
-        }
-        if add && message.reactions.len() >= 50 && !message.reactions.contains_key(emoji_text) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "too_many_reactions",
-                "a message holds at most 50 different reactions",
-            ));
         }
         self.check_rate(&caller.sub)?;
         let emoji = emoji_text.to_owned();
@@ -162,12 +152,7 @@ impl Gateway {
             .conversation(conversation_id)
             .await?
             .map_or(-1, |c| c.last_seq);
-        if seq < 0 || seq > last_seq.max(self.written_seq(conversation_id)) {
-            return Err(ApiError::invalid(
-                "invalid_seq",
-                "seq is not an event of this conversation",
-            ));
-        }
+        rules::receipt_seq(seq, last_seq.max(self.written_seq(conversation_id)))?;
         let (current, payload) = match kind {
             Receipt::Read => (member.last_read_seq, Payload::ReadUpTo(ReadUpTo { seq })),
             Receipt::Delivered => (
@@ -176,7 +161,7 @@ impl Gateway {
             ),
         };
         // Delivered also moves the device's own cursor: always recorded.
-        if kind == Receipt::Read && seq <= current {
+        if kind == Receipt::Read && !rules::read_moves_forward(seq, current) {
             return Ok(None);
         }
         let actor = actor(caller, device_id);

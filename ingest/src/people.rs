@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chat::rules;
 use schemas::{DeviceRegistered, DeviceRemoved, Payload, user_stream};
 use serde::Serialize;
 
@@ -78,7 +79,7 @@ impl Gateway {
     /// conversation with them.
     pub async fn presence_of(&self, caller: &Claims, user_id: &str) -> Result<Presence, ApiError> {
         validate::named_id("user_id", user_id)?;
-        if caller.sub != user_id && !caller.is_admin() {
+        if rules::see_presence(&caller.sub, user_id, caller.is_admin(), false).is_err() {
             let mine = self.store.user_conversations(&caller.sub).await?;
             let theirs = self.store.user_conversations(user_id).await?;
             let shared = mine.iter().any(|m| {
@@ -86,11 +87,7 @@ impl Gateway {
                     .iter()
                     .any(|t| t.conversation_id == m.conversation_id)
             });
-            if !shared {
-                return Err(ApiError::forbidden(
-                    "you share no conversation with this user",
-                ));
-            }
+            rules::see_presence(&caller.sub, user_id, caller.is_admin(), shared)?;
         }
         let Some(view) = &self.presence else {
             return Err(ApiError::new(
@@ -157,7 +154,7 @@ impl Gateway {
     /// (none of its devices is online: at start and at a clean stop).
     pub async fn publish_node(&self, alive: bool) -> Result<(), ApiError> {
         let (key, record) =
-            router::presence::node_record(&self.config.node_id, alive, crate::auth::now_millis());
+            chat::presence::node_record(&self.config.node_id, alive, crate::auth::now_millis());
         self.publish_presence_record(&key, &record).await
     }
 }
@@ -174,7 +171,7 @@ pub async fn heartbeat(gw: std::sync::Arc<Gateway>, shutdown: tokio_util::sync::
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(router::presence::HEARTBEAT_EVERY) => {}
+            _ = tokio::time::sleep(chat::presence::HEARTBEAT_EVERY) => {}
         }
     }
 }

@@ -33,7 +33,7 @@ impl Stage for Persister {
             let decoded = record.decode::<ChatEvent>(&self.codec);
             match decoded {
                 Ok(event) => writes.push(to_write(record.offset, event)),
-                Err(reason) => rejected.push(Rejection { index, reason }),
+                Err(reason) => rejected.push(Rejection::new(index, reason)),
             }
         }
         match self.store.apply(writes).await {

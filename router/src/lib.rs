@@ -69,7 +69,7 @@ impl Stage for RouterStage {
             let event: ChatEvent = match record.decode(&self.codec) {
                 Ok(e) => e,
                 Err(reason) => {
-                    rejected.push(Rejection { index, reason });
+                    rejected.push(Rejection::new(index, reason));
                     continue;
                 }
             };

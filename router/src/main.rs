@@ -52,13 +52,16 @@ async fn main() -> anyhow::Result<()> {
     let store = cli::open_store(&args.store.store).await?;
     let presence = router::PresenceView::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let follower = router::presence::follow(
-        &kafka,
-        presence.clone(),
-        args.fetch.live_fetch_wait(),
-        ready_tx,
-        shutdown.child_token(),
-    )?;
+    let follower = {
+        let view = presence.clone();
+        streams::follow::presence(
+            &kafka,
+            args.fetch.live_fetch_wait(),
+            ready_tx,
+            shutdown.child_token(),
+            move |p| view.apply(p),
+        )
+    }?;
     // Route nothing before the view holds everyone already online.
     let _ = tokio::time::timeout(Duration::from_secs(60), ready_rx).await;
     let producer = Producer::new(&kafka)?;

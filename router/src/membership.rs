@@ -2,20 +2,22 @@
 //! member events the router itself sees; a conversation it has not seen is
 //! loaded from the store once the store has applied that event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
-use schemas::{ChatEvent, Payload};
+use chat::audience::{Members, Reach, reach};
+use schemas::ChatEvent;
 use store::Store;
 use streams::StageError;
 
 #[derive(Default)]
 pub struct Membership {
-    members: HashMap<String, HashSet<String>>,
+    members: HashMap<String, Members>,
 }
 
 impl Membership {
-    /// Updates the members for `event` (at `seq`) and returns who must see it:
-    /// the members after the event, plus a member it removed.
+    /// Updates the members for `event` (at `seq`) and returns who must see
+    /// it (`chat::audience`).
     pub async fn audience(
         &mut self,
         store: &dyn Store,
@@ -23,49 +25,26 @@ impl Membership {
         event: &ChatEvent,
     ) -> Result<Vec<String>, StageError> {
         let cid = &event.conversation_id;
-        match &event.payload {
-            // A user's own stream: nothing to route.
-            Payload::DeviceRegistered(_) | Payload::DeviceRemoved(_) => return Ok(Vec::new()),
-            // Only the user's own devices learn of a mute.
-            Payload::MemberMuted(_) => return Ok(vec![event.actor.user_id.clone()]),
-            _ => {}
+        match reach(&event.payload) {
+            Reach::Nobody => return Ok(Vec::new()),
+            Reach::Actor => return Ok(vec![event.actor.user_id.clone()]),
+            Reach::Members => {}
         }
-        if let Payload::ConversationCreated(p) = &event.payload {
-            let members = p.members.iter().map(|m| m.user_id.clone()).collect();
-            self.members.insert(cid.clone(), members);
+        if let Some(founders) = Members::founded_by(&event.payload) {
+            self.members.insert(cid.clone(), founders);
         }
-        if !self.members.contains_key(cid) {
-            let loaded = load(store, cid, seq).await?;
-            self.members.insert(cid.clone(), loaded);
-        }
-        let mut extra = None;
-        if let Some(members) = self.members.get_mut(cid) {
-            match &event.payload {
-                Payload::MemberAdded(p) => {
-                    members.insert(p.user_id.clone());
-                }
-                Payload::MemberRemoved(p) if members.remove(&p.user_id) => {
-                    extra = Some(p.user_id.clone());
-                }
-                _ => {}
-            }
-        }
-        let mut audience: Vec<String> = self
-            .members
-            .get(cid)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        audience.extend(extra);
-        Ok(audience)
+        let members = match self.members.entry(cid.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(load(store, cid, seq).await?),
+        };
+        Ok(members.apply(&event.payload))
     }
 }
 
 /// The members as of `seq`. The store is only exact about that once it has
 /// applied `seq` itself; until then this is a transient failure and the
 /// runtime retries the batch.
-async fn load(store: &dyn Store, cid: &str, seq: i64) -> Result<HashSet<String>, StageError> {
+async fn load(store: &dyn Store, cid: &str, seq: i64) -> Result<Members, StageError> {
     let conversation = store
         .conversation(cid)
         .await
@@ -76,7 +55,7 @@ async fn load(store: &dyn Store, cid: &str, seq: i64) -> Result<HashSet<String>,
                 .members(cid)
                 .await
                 .map_err(|e| StageError(e.to_string()))?;
-            Ok(members.into_iter().map(|m| m.user_id).collect())
+            Ok(Members::new(members.into_iter().map(|m| m.user_id)))
         }
         _ => Err(StageError(format!(
             "conversation {cid}: store has not applied seq {seq} yet"

@@ -120,7 +120,7 @@ impl Stage for TypingStage {
                 Ok(t) if now_millis() - t.at > TYPING_STALE_MS => continue,
                 Ok(t) => t,
                 Err(reason) => {
-                    rejected.push(Rejection { index, reason });
+                    rejected.push(Rejection::new(index, reason));
                     continue;
                 }
             };
@@ -129,11 +129,10 @@ impl Stage for TypingStage {
                 .members(&typing.conversation_id)
                 .await
                 .map_err(|e| StageError(e.to_string()))?;
-            let others: Vec<String> = members
-                .into_iter()
-                .map(|m| m.user_id)
-                .filter(|u| *u != typing.user_id)
-                .collect();
+            let others = chat::audience::typing_audience(
+                members.into_iter().map(|m| m.user_id),
+                &typing.user_id,
+            );
             self.fanout
                 .send(&typing.conversation_id, &others, &typing)
                 .await?;
@@ -161,18 +160,15 @@ pub async fn notify_presence(
     }
 }
 
-async fn notify_one(change: &Change, store: &dyn Store, fanout: &Fanout) -> Result<(), String> {
+async fn notify_one(change: &Change, store: &dyn Store, fanout: &Fanout) -> Result<(), StageError> {
+    let failed = |e: store::StoreError| StageError(e.to_string());
     let conversations = store
         .user_conversations(&change.user_id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     let mut watchers = BTreeSet::new();
     for uc in conversations.iter().take(PRESENCE_CONVERSATIONS) {
-        for m in store
-            .members(&uc.conversation_id)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        for m in store.members(&uc.conversation_id).await.map_err(failed)? {
             if m.user_id != change.user_id {
                 watchers.insert(m.user_id);
             }
@@ -185,7 +181,7 @@ async fn notify_one(change: &Change, store: &dyn Store, fanout: &Fanout) -> Resu
         online: change.online,
         at: change.at,
     };
-    fanout.send("", &watchers, &record).await.map_err(|e| e.0)?;
+    fanout.send("", &watchers, &record).await?;
     Ok(())
 }
 

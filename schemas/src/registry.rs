@@ -78,11 +78,6 @@ async fn raw_schema_by_id(Path(id): Path<String>) -> Response {
     }
 }
 
-/// The subject for a topic's values under the topic-name strategy.
-pub fn subject_of(schema: SchemaId) -> String {
-    format!("{}-value", schema.topic())
-}
-
 fn by_subject(subject: &str) -> Result<SchemaId, NotFound> {
     let topic = subject.strip_suffix("-value");
     SchemaId::ALL

@@ -31,15 +31,20 @@ pub struct Record {
     pub timestamp: Option<i64>,
 }
 
+/// Why a record cannot be decoded: a reason to dead-letter it.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record has no value")]
+    NoValue,
+    #[error(transparent)]
+    Codec(#[from] schemas::CodecError),
+}
+
 impl Record {
-    /// The record's value decoded as `T`; the reason as text when it is
-    /// missing or undecodable (a reason to dead-letter it).
-    pub fn decode<T: schemas::Record>(&self, codec: &schemas::Codec) -> Result<T, String> {
-        let bytes = self
-            .payload
-            .as_deref()
-            .ok_or_else(|| "record has no value".to_owned())?;
-        codec.decode::<T>(bytes).map_err(|e| e.to_string())
+    /// The record's value decoded as `T`.
+    pub fn decode<T: schemas::Record>(&self, codec: &schemas::Codec) -> Result<T, DecodeError> {
+        let bytes = self.payload.as_deref().ok_or(DecodeError::NoValue)?;
+        Ok(codec.decode::<T>(bytes)?)
     }
 }
 
@@ -49,6 +54,15 @@ pub struct Rejection {
     /// Index into the batch.
     pub index: usize,
     pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(index: usize, reason: impl std::fmt::Display) -> Self {
+        Rejection {
+            index,
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// A failure that may pass: the whole batch is retried with backoff.

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::{KafkaConfig, KafkaError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum From {
+pub enum Start {
     Beginning,
     End,
 }
@@ -26,7 +26,7 @@ pub enum From {
 pub fn follow(
     config: &KafkaConfig,
     topic: &str,
-    from: From,
+    from: Start,
     fetch_wait: Duration,
     ready: oneshot::Sender<()>,
     shutdown: CancellationToken,
@@ -40,7 +40,7 @@ pub fn follow(
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
             let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            let start = if from == From::Beginning { low } else { high };
+            let start = if from == Start::Beginning { low } else { high };
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
             if high > start {
                 pending.insert(p.id(), high);
@@ -83,4 +83,36 @@ pub fn follow(
             }
         }
     }))
+}
+
+/// Follows `chat.presence` from its beginning, handing each record to
+/// `apply` (a presence view), until `shutdown`; `ready` fires once
+/// everything that was on the topic at the start has been applied.
+pub fn presence(
+    config: &KafkaConfig,
+    fetch_wait: Duration,
+    ready: oneshot::Sender<()>,
+    shutdown: CancellationToken,
+    apply: impl Fn(&schemas::DevicePresence) + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, KafkaError> {
+    use rdkafka::message::Message;
+    let codec = schemas::Codec::new();
+    follow(
+        config,
+        crate::topics::PRESENCE,
+        Start::Beginning,
+        fetch_wait,
+        ready,
+        shutdown,
+        move |m| match m
+            .payload()
+            .map(|p| codec.decode::<schemas::DevicePresence>(p))
+        {
+            Some(Ok(p)) => apply(&p),
+            Some(Err(e)) => {
+                warn!(offset = m.offset(), error = %e, "undecodable presence record skipped")
+            }
+            None => {}
+        },
+    )
 }

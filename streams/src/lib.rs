@@ -12,7 +12,8 @@ pub mod topics;
 
 pub use config::KafkaConfig;
 pub use consumer::{
-    Assignment, ConsumerSpec, Record, Rejection, Stage, StageError, StageStatus, run_stage,
+    Assignment, ConsumerSpec, DecodeError, Record, Rejection, Stage, StageError, StageStatus,
+    run_stage,
 };
 pub use error::KafkaError;
 pub use producer::Producer;

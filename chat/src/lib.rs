@@ -1,0 +1,13 @@
+//! The chat domain, free of I/O: conversation kinds and member roles, the
+//! rules of who may do what ([`rules`]), who must see an event
+//! ([`audience`]) and who is online ([`presence`]). The gateway checks
+//! actions against these rules; the router and the stages after it decide
+//! deliveries with them.
+
+pub mod audience;
+pub mod presence;
+mod roles;
+pub mod rules;
+
+pub use roles::{Kind, Role};
+pub use rules::Denied;
