@@ -33,6 +33,11 @@ impl Chatflow {
         Self::start_with(data_dir, &[]).await
     }
 
+    /// A chatflow whose rate limit is far above what a test sends.
+    pub async fn start_unlimited(data_dir: &Path) -> Chatflow {
+        Self::start_with(data_dir, &["--rate", "10000", "--rate-burst", "10000"]).await
+    }
+
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Chatflow {
         let mut cf = Chatflow {
             child: None,
@@ -169,6 +174,41 @@ pub fn run_ok(command: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Posts a message until the server acknowledges it, re-sending the same
+/// client_msg_id while the server is down, restarting or busy, as a client
+/// does; returns its seq.
+pub async fn send_until_acked(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    cid: &str,
+    id: &str,
+    body: &str,
+) -> i64 {
+    loop {
+        let r = client
+            .post(format!("{base}/v1/conversations/{cid}/messages"))
+            .bearer_auth(token)
+            .json(&json!({"client_msg_id": id, "body": body}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().as_u16() == 201 => {
+                let ack: Value = r.json().await.unwrap();
+                return ack["seq"].as_i64().unwrap();
+            }
+            Ok(r) => assert!(
+                [429, 503].contains(&r.status().as_u16()),
+                "unexpected {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
+            Err(_) => {} // the server is restarting
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A dev-login token from the gateway at `http`.
 pub async fn dev_token(http: SocketAddr, user: &str) -> String {
     let r: Value = reqwest::Client::new()
@@ -249,6 +289,29 @@ impl Api {
             .await;
         assert_eq!(status, 201, "{body}");
         body["conversation_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every message of the conversation in seq order, page by page.
+    pub async fn all_messages(&self, cid: &str) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut after = -1;
+        loop {
+            let (status, page) = self
+                .get(&format!(
+                    "/v1/conversations/{cid}/messages?after={after}&limit=200"
+                ))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            for m in page["messages"].as_array().unwrap() {
+                let seq = m["seq"].as_i64().unwrap();
+                assert!(seq > after, "history is in seq order");
+                after = seq;
+                out.push(m.clone());
+            }
+            if page["has_more"] != true {
+                return out;
+            }
+        }
     }
 
     pub async fn history(&self, cid: &str) -> Vec<Value> {
