@@ -232,7 +232,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
     let listener = tokio::net::TcpListener::bind(args.gateway.http)
         .await
         .with_context(|| format!("binding {}", args.gateway.http))?;
@@ -240,15 +239,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The HTTP side stops first at shutdown, and the stages only after its
     // last answer: a token of its own.
     let front = CancellationToken::new();
-    let mut http = {
-        let token = front.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-                .map_err(anyhow::Error::from)
-        })
-    };
+    let mut http = tokio::spawn(ingest::serve(
+        listener,
+        gateway.clone(),
+        cli::metrics_route(metrics),
+        front.clone(),
+        DRAIN,
+    ));
 
     // Take no write before the store holds every event already on the log:
     // a retried send is then recognised as the message it already is.
@@ -292,18 +289,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Stop taking requests and frames; every one in hand gets its answer
     // (its event is on the log) before its socket closes, and only then do
     // the stages stop.
-    gateway.draining.cancel();
     front.cancel();
-    gateway.sockets.close();
-    if tokio::time::timeout(DRAIN, gateway.sockets.wait())
-        .await
-        .is_err()
-    {
-        error!("sockets still busy after {DRAIN:?}; closing anyway");
-    }
-    if !http.is_finished() && tokio::time::timeout(DRAIN, &mut http).await.is_err() {
-        error!("HTTP requests still in flight after {DRAIN:?}; closing anyway");
-        http.abort();
+    if !http.is_finished() {
+        match (&mut http).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "the HTTP server failed while draining"),
+            Err(e) => error!(error = %e, "the HTTP server task failed"),
+        }
     }
     shutdown.cancel();
     // None of this node's devices is online any more.

@@ -18,6 +18,7 @@ pub mod people;
 mod rate;
 mod resume;
 mod search;
+mod server;
 mod validate;
 mod web;
 mod ws;
@@ -29,6 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, patch, post, put};
 
 pub use gateway::{Gateway, GatewayConfig, Limits};
+pub use server::serve;
 
 /// The gateway's routes; the caller adds `/metrics` and serves them.
 pub fn router(gw: Arc<Gateway>) -> Router {

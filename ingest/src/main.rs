@@ -121,22 +121,12 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.gateway.http).await?;
     info!(node = %node, addr = %listener.local_addr()?, "gateway node serving");
-    let app = ingest::router(gateway.clone()).merge(cli::metrics_route(metrics));
-    // Sockets finish the frame in hand and close once the node drains.
-    let draining = gateway.draining.clone();
-    let token = shutdown.clone();
-    let result = cli::run_until_stopped(shutdown, async move {
-        Ok(axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                token.cancelled().await;
-                draining.cancel();
-            })
-            .await?)
+    let result = cli::run_until_stopped(shutdown.clone(), {
+        let (gateway, token) = (gateway.clone(), shutdown.clone());
+        let metrics = cli::metrics_route(metrics);
+        async move { Ok(ingest::serve(listener, gateway, metrics, token, DRAIN).await?) }
     })
     .await;
-    gateway.draining.cancel();
-    gateway.sockets.close();
-    let _ = tokio::time::timeout(Duration::from_secs(10), gateway.sockets.wait()).await;
     let _ = heartbeat.await;
     let _ = gateway.publish_node(false).await;
     let _ = producer.flush(Duration::from_secs(10));
@@ -147,3 +137,6 @@ async fn main() -> anyhow::Result<()> {
     .await;
     result
 }
+
+/// How long shutdown waits for the answers in flight.
+const DRAIN: Duration = Duration::from_secs(10);
