@@ -88,8 +88,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("creating topics")?;
 
-    let store: Arc<dyn Store> = cli::open_store(&args.store.store).await?;
-    let search = cli::open_search(&args.search.search).await?;
+    let store: Arc<dyn Store> = store::open(&args.store.store).await?;
+    let search = search::open(&args.search.search).await?;
     let auth = match (&args.auth.jwt_public_key, secret) {
         (Some(path), _) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

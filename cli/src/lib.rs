@@ -88,11 +88,6 @@ pub struct SearchArgs {
     pub search: String,
 }
 
-/// Opens the search backend named by `--search`.
-pub async fn open_search(url: &str) -> anyhow::Result<std::sync::Arc<dyn search::SearchIndex>> {
-    Ok(search::open(url).await?)
-}
-
 #[derive(Args, Clone, Debug)]
 pub struct TopicArgs {
     /// Partitions of chat.events when it is created (fixed for its life).
@@ -233,25 +228,6 @@ pub async fn stop_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
-    }
-}
-
-/// Opens the store a `--store` URL names.
-pub async fn open_store(url: &str) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
-    match url.split_once("://") {
-        Some(("fjall", path)) => Ok(std::sync::Arc::new(store::FjallStore::open(Path::new(
-            path,
-        ))?)),
-        #[cfg(feature = "dynamodb")]
-        Some(("dynamodb", _)) => Ok(std::sync::Arc::new(store::DynamoStore::connect(url).await?)),
-        _ => bail!(
-            "unsupported --store {url:?} (this build knows fjall://<dir>{})",
-            if cfg!(feature = "dynamodb") {
-                " and dynamodb://<table>"
-            } else {
-                ""
-            }
-        ),
     }
 }
 

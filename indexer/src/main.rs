@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let kafka = args.kafka.config();
     topics::ensure(&kafka, &[TopicSpec::dlq(indexer::GROUP)], 1).await?;
     let stage = std::sync::Arc::new(indexer::Indexer::new(
-        cli::open_search(&args.search.search).await?,
+        search::open(&args.search.search).await?,
     ));
     let spec = ConsumerSpec {
         group: indexer::GROUP.into(),

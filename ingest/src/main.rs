@@ -84,11 +84,11 @@ async fn main() -> anyhow::Result<()> {
             dev_auth: args.gateway.dev_auth,
         },
         auth,
-        cli::open_store(&args.store.store).await?,
+        store::open(&args.store.store).await?,
         producer.clone(),
     );
     if let Some(url) = &args.search {
-        gateway = gateway.with_search(cli::open_search(url).await?);
+        gateway = gateway.with_search(search::open(url).await?);
     }
     // Presence for `GET /v1/users/{uid}/presence`: this node's own view of
     // chat.presence.

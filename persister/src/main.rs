@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let kafka = args.kafka.config();
     topics::ensure(&kafka, &[TopicSpec::dlq(persister::GROUP)], 1).await?;
     let stage = Arc::new(persister::Persister::new(
-        cli::open_store(&args.store.store).await?,
+        store::open(&args.store.store).await?,
     ));
     let spec = ConsumerSpec {
         group: persister::GROUP.into(),

@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         1,
     )
     .await?;
-    let store = cli::open_store(&args.store.store).await?;
+    let store = store::open(&args.store.store).await?;
     let presence = router::PresenceView::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let follower = {

@@ -1,7 +1,9 @@
 //! The behaviour every [`SearchIndex`] must have. Each backend's tests call
-//! [`run_all`] on an empty index; every group uses conversations of its own.
+//! [`run`] with an empty index; every group uses conversations of its own.
 
 #![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
 
 use crate::{IndexOp, MessageDoc, SearchError, SearchIndex, SearchQuery};
 
@@ -9,7 +11,9 @@ const DAY: i64 = 86_400_000;
 /// A fixed "now" so that recency is deterministic.
 const NOW: i64 = 1_800_000_000_000;
 
-pub async fn run_all(index: &dyn SearchIndex) {
+/// Runs every check against `index`.
+pub async fn run(index: Arc<dyn SearchIndex>) {
+    let index = &*index;
     posted_messages_are_found_with_highlights(index).await;
     edits_and_deletes_change_what_is_found(index).await;
     only_the_allowed_conversations_are_searched(index).await;

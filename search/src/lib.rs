@@ -9,6 +9,7 @@
 //! carries a lower version and cannot bring it back.
 
 mod analysis;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod highlight;
 #[cfg(feature = "opensearch")]

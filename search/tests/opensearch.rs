@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use std::sync::Arc;
+
 use search::{OpenSearchIndex, SearchIndex, conformance};
 
 /// The server runs until its stdin closes, that is until this test ends.
@@ -56,7 +58,7 @@ async fn opensearch_passes_the_search_conformance_suite() {
     let index = OpenSearchIndex::connect(&format!("{}/conformance", server.url))
         .await
         .unwrap();
-    conformance::run_all(&index).await;
+    conformance::run(Arc::new(index)).await;
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+
 use search::{SearchIndex, TantivyIndex, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tantivy_passes_the_search_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let index = TantivyIndex::open(dir.path()).unwrap();
-    conformance::run_all(&index).await;
+    conformance::run(Arc::new(index)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

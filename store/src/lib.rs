@@ -3,6 +3,7 @@
 //! must pass.
 
 mod apply;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 mod dynamo_store;
@@ -34,6 +35,26 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens a backend by URL: `fjall://<dir>`, or (with the `dynamodb`
+/// feature) `dynamodb://<table>[?endpoint=…]`.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    match url.split_once("://") {
+        Some(("fjall", path)) => Ok(std::sync::Arc::new(FjallStore::open(
+            std::path::Path::new(path),
+        )?)),
+        #[cfg(feature = "dynamodb")]
+        Some(("dynamodb", _)) => Ok(std::sync::Arc::new(DynamoStore::connect(url).await?)),
+        _ => Err(StoreError::Permanent(format!(
+            "unsupported store URL {url:?} (this build knows fjall://<dir>{})",
+            if cfg!(feature = "dynamodb") {
+                " and dynamodb://<table>"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
 
 /// The read models chatflow builds from `chat.events`.
 ///
