@@ -65,6 +65,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
+    // Every listener is bound before this process opens any connection of
+    // its own: an outgoing connection's ephemeral port can otherwise take
+    // a port it was told to listen on.
+    let listener = tokio::net::TcpListener::bind(args.gateway.http)
+        .await
+        .with_context(|| format!("binding {}", args.gateway.http))?;
+    let http_addr = listener.local_addr()?;
+    let registry = if args.kafka.kafka == "embedded" {
+        serve_registry(&args.registry, shutdown.child_token()).await?
+    } else {
+        None
+    };
     let broker = if args.kafka.kafka == "embedded" {
         Some(start_broker(args.kafka.kafka_listen).await?)
     } else {
@@ -220,22 +232,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &shutdown,
     );
 
-    let registry_addr = if args.kafka.kafka == "embedded" {
-        match serve_registry(&args.registry, shutdown.child_token()).await? {
-            Some((addr, task)) => {
-                tasks.spawn(async move { task.await? });
-                Some(addr)
-            }
-            None => None,
+    let registry_addr = match registry {
+        Some((addr, task)) => {
+            tasks.spawn(async move { task.await? });
+            Some(addr)
         }
-    } else {
-        None
+        None => None,
     };
 
-    let listener = tokio::net::TcpListener::bind(args.gateway.http)
-        .await
-        .with_context(|| format!("binding {}", args.gateway.http))?;
-    let http_addr = listener.local_addr()?;
     // The HTTP side stops first at shutdown, and the stages only after its
     // last answer: a token of its own.
     let front = CancellationToken::new();

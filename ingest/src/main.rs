@@ -54,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = cli::install_metrics()?;
     let kafka = args.kafka.config();
     let node = args.gateway.node_id.clone();
+    // Bound before any connection of this process's own can take the port.
+    let listener = tokio::net::TcpListener::bind(args.gateway.http).await?;
     topics::ensure(
         &kafka,
         &[
@@ -119,7 +121,6 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let _ = tokio::time::timeout(Duration::from_secs(30), ready).await;
 
-    let listener = tokio::net::TcpListener::bind(args.gateway.http).await?;
     info!(node = %node, addr = %listener.local_addr()?, "gateway node serving");
     let result = cli::run_until_stopped(shutdown.clone(), {
         let (gateway, token) = (gateway.clone(), shutdown.clone());

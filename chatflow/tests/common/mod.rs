@@ -39,11 +39,17 @@ impl Chatflow {
     }
 
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Chatflow {
+        // Held together while picked, so that the three differ.
+        let held: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let [http, kafka, registry] = [0, 1, 2].map(|i| held[i].local_addr().unwrap());
+        drop(held);
         let mut cf = Chatflow {
             child: None,
-            http: free_port(),
-            kafka: free_port(),
-            registry: free_port(),
+            http,
+            kafka,
+            registry,
             data_dir: data_dir.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
