@@ -3,6 +3,7 @@
 //! `chat.events`, and pushes the deliveries of its inbox to its sockets.
 
 pub mod auth;
+mod conversations;
 pub mod error;
 mod frames;
 pub mod gateway;
