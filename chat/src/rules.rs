@@ -54,41 +54,59 @@ pub fn group_only(kind: Kind) -> Result<(), Denied> {
     }
 }
 
-/// Owners and admins add members; only an owner adds an owner; a group
-/// holds at most [`MAX_MEMBERS`].
-pub fn add_member(
-    caller: Role,
-    new: Role,
-    already_member: bool,
-    members: usize,
-) -> Result<(), Denied> {
+/// Owners and admins add members; only an owner adds an owner.
+pub fn add_member(caller: Role, new: Role) -> Result<(), Denied> {
     if !caller.manages() {
         return Err(Denied::Forbidden("only an owner or admin can add members"));
     }
     if new == Role::Owner && caller != Role::Owner {
         return Err(Denied::Forbidden("only an owner can add an owner"));
     }
-    if already_member {
-        return Err(conflict("already_member", "already a member"));
-    }
-    if members >= MAX_MEMBERS {
-        return Err(conflict("too_many_members", "the group is full"));
-    }
     Ok(())
 }
 
-/// Only owners change roles, and a group keeps at least one owner.
-pub fn change_role(caller: Role, target: Role, new: Role, owners: usize) -> Result<(), Denied> {
-    if caller != Role::Owner {
-        return Err(Denied::Forbidden("only an owner can change roles"));
+/// Someone joins only once.
+pub fn not_yet_member(already_member: bool) -> Result<(), Denied> {
+    if already_member {
+        Err(conflict("already_member", "already a member"))
+    } else {
+        Ok(())
     }
-    if target == Role::Owner && new != Role::Owner && owners <= 1 {
-        return Err(conflict(
+}
+
+/// A group holds at most [`MAX_MEMBERS`].
+pub fn room_for_one_more(members: usize) -> Result<(), Denied> {
+    if members >= MAX_MEMBERS {
+        Err(conflict("too_many_members", "the group is full"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Only owners change roles.
+pub fn change_role(caller: Role) -> Result<(), Denied> {
+    if caller == Role::Owner {
+        Ok(())
+    } else {
+        Err(Denied::Forbidden("only an owner can change roles"))
+    }
+}
+
+/// The change takes an owner's ownership away: see [`keep_an_owner`].
+pub fn demotes_owner(target: Role, new: Role) -> bool {
+    target == Role::Owner && new != Role::Owner
+}
+
+/// A group keeps at least one owner.
+pub fn keep_an_owner(owners: usize) -> Result<(), Denied> {
+    if owners <= 1 {
+        Err(conflict(
             "last_owner",
             "a group keeps at least one owner: make someone else owner first",
-        ));
+        ))
+    } else {
+        Ok(())
     }
-    Ok(())
 }
 
 /// Anyone may leave; owners and admins remove others, but only an owner
@@ -243,29 +261,28 @@ mod tests {
 
     #[test]
     fn owners_and_admins_add_members_and_only_owners_add_owners() {
-        assert!(add_member(Owner, Owner, false, 3).is_ok());
-        assert!(add_member(Admin, Admin, false, 3).is_ok());
-        assert!(forbidden(add_member(Admin, Owner, false, 3)));
-        assert!(forbidden(add_member(Member, Member, false, 3)));
+        assert!(add_member(Owner, Owner).is_ok());
+        assert!(add_member(Admin, Admin).is_ok());
+        assert!(forbidden(add_member(Admin, Owner)));
+        assert!(forbidden(add_member(Member, Member)));
+        assert!(not_yet_member(false).is_ok());
+        assert_eq!(conflict_code(not_yet_member(true)), Some("already_member"));
+        assert!(room_for_one_more(3).is_ok());
         assert_eq!(
-            conflict_code(add_member(Owner, Member, true, 3)),
-            Some("already_member")
-        );
-        assert_eq!(
-            conflict_code(add_member(Owner, Member, false, MAX_MEMBERS)),
+            conflict_code(room_for_one_more(MAX_MEMBERS)),
             Some("too_many_members")
         );
     }
 
     #[test]
     fn only_owners_change_roles_and_a_group_keeps_an_owner() {
-        assert!(change_role(Owner, Member, Admin, 1).is_ok());
-        assert!(forbidden(change_role(Admin, Member, Admin, 1)));
-        assert_eq!(
-            conflict_code(change_role(Owner, Owner, Admin, 1)),
-            Some("last_owner")
-        );
-        assert!(change_role(Owner, Owner, Member, 2).is_ok());
+        assert!(change_role(Owner).is_ok());
+        assert!(forbidden(change_role(Admin)));
+        assert!(!demotes_owner(Member, Admin));
+        assert!(demotes_owner(Owner, Admin));
+        assert!(!demotes_owner(Owner, Owner));
+        assert_eq!(conflict_code(keep_an_owner(1)), Some("last_owner"));
+        assert!(keep_an_owner(2).is_ok());
     }
 
     #[test]

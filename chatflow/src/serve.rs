@@ -387,24 +387,28 @@ async fn next_failure(
     }
 }
 
-/// Returns once the persister's committed offsets reach the end that
-/// `chat.events` had when this process started.
+/// Returns once the persister's committed offsets reach the end of
+/// `chat.events` (read again every 30 s, each time with a warning), or at
+/// shutdown, which does not wait for the check in progress.
 async fn wait_for_persister(
     kafka: streams::KafkaConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
         let kafka = kafka.clone();
-        let done = tokio::task::spawn_blocking(move || {
+        let check = tokio::task::spawn_blocking(move || {
             streams::ops::wait_caught_up(
                 &kafka,
                 persister::GROUP,
                 topics::EVENTS,
                 Duration::from_secs(30),
             )
-        })
-        .await??;
-        if done || shutdown.is_cancelled() {
+        });
+        let done = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            done = check => done??,
+        };
+        if done {
             return Ok(());
         }
         tracing::warn!("the persister is still catching up with chat.events; not ready");

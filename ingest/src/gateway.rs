@@ -310,21 +310,29 @@ impl Gateway {
             };
             map.get(conversation_id).copied()
         });
-        let Some(target) = target else {
-            return Ok(false);
-        };
+        match target {
+            Some(target) => self.wait_applied(conversation_id, target).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The highest seq the store applied in a conversation (-1: none).
+    pub async fn applied_seq(&self, conversation_id: &str) -> Result<i64, ApiError> {
+        Ok(self
+            .store
+            .conversation(conversation_id)
+            .await?
+            .map_or(-1, |c| c.last_seq))
+    }
+
+    /// Waits (at most the read-your-writes timeout) until the store applied
+    /// `target` of the conversation, and so every event below it: the
+    /// persister applies a partition in order. True when it had to wait.
+    pub async fn wait_applied(&self, conversation_id: &str, target: i64) -> Result<bool, ApiError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         let mut waited = false;
-        loop {
-            let applied = self
-                .store
-                .conversation(conversation_id)
-                .await?
-                .map_or(-1, |c| c.last_seq);
-            if applied >= target {
-                return Ok(waited);
-            }
+        while self.applied_seq(conversation_id).await? < target {
             if started.elapsed() > self.config.limits.read_your_writes_timeout {
                 return Err(ApiError::unavailable(
                     "the message store",
@@ -335,6 +343,7 @@ impl Gateway {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+        Ok(waited)
     }
 
     /// The highest seq this node produced in a conversation (-1: none).

@@ -224,12 +224,4 @@ impl Hub {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Every socket, for shutdown.
-    pub fn all(&self) -> Vec<Arc<Socket>> {
-        self.sockets
-            .read()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default()
-    }
 }

@@ -64,10 +64,9 @@ impl Gateway {
     ) -> Result<i64, ApiError> {
         validate::named_id("user_id", user_id)?;
         let new_role = role(new_role.as_deref().unwrap_or("member"))?;
-        let caller_role = self.group_role(caller, conversation_id).await?;
-        let already = self.store.member(conversation_id, user_id).await?.is_some();
-        let members = self.store.members(conversation_id).await?.len();
-        rules::add_member(caller_role, new_role, already, members)?;
+        rules::add_member(self.group_role(caller, conversation_id).await?, new_role)?;
+        rules::not_yet_member(self.store.member(conversation_id, user_id).await?.is_some())?;
+        rules::room_for_one_more(self.store.members(conversation_id).await?.len())?;
         let payload = Payload::MemberAdded(MemberAdded {
             user_id: user_id.to_owned(),
             role: new_role.as_str().to_owned(),
@@ -87,16 +86,14 @@ impl Gateway {
     ) -> Result<i64, ApiError> {
         validate::named_id("user_id", user_id)?;
         let new_role = role(new_role)?;
-        let caller_role = self.group_role(caller, conversation_id).await?;
-        let target = self.store.member(conversation_id, user_id).await?;
-        let owners = self.owners(conversation_id).await?.len();
-        // An unknown member is a 404, but only for a caller who may ask.
-        let target_role = target
-            .as_ref()
-            .map_or(Role::Member, |t| Role::stored(&t.role));
-        rules::change_role(caller_role, target_role, new_role, owners)?;
-        if target.is_none() {
-            return Err(ApiError::not_found("no such member"));
+        rules::change_role(self.group_role(caller, conversation_id).await?)?;
+        let target = self
+            .store
+            .member(conversation_id, user_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such member"))?;
+        if rules::demotes_owner(Role::stored(&target.role), new_role) {
+            rules::keep_an_owner(self.owners(conversation_id).await?.len())?;
         }
         let payload = Payload::MemberRoleChanged(MemberRoleChanged {
             user_id: user_id.to_owned(),

@@ -147,11 +147,7 @@ impl Gateway {
         kind: Receipt,
     ) -> Result<Option<i64>, ApiError> {
         let member = self.require_member(conversation_id, &caller.sub).await?;
-        let last_seq = self
-            .store
-            .conversation(conversation_id)
-            .await?
-            .map_or(-1, |c| c.last_seq);
+        let last_seq = self.applied_seq(conversation_id).await?;
         rules::receipt_seq(seq, last_seq.max(self.written_seq(conversation_id)))?;
         let (current, payload) = match kind {
             Receipt::Read => (member.last_read_seq, Payload::ReadUpTo(ReadUpTo { seq })),

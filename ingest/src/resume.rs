@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use store::Page;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::auth::Claims;
 use crate::error::ApiError;
@@ -50,11 +49,7 @@ pub async fn resume(
         match hand_over(gw, socket, &cid, Some(cursor)).await {
             Ok(n) => resumed += n,
             Err(e) => {
-                tracing::warn!(conversation_id = %cid, error = %e.message, "resume failed: closing");
-                // The conversation stays held: going live now would leave a
-                // hole. The client reconnects and resumes.
-                socket.send(frames::error(Some(&cid), &e));
-                socket.close(1013, "history not ready, resume again");
+                history_not_ready(socket, &cid, &e);
                 return Ok(());
             }
         }
@@ -62,6 +57,15 @@ pub async fn resume(
     socket.end_awaiting();
     socket.send(json!({"type": "resumed", "events": resumed}).to_string());
     Ok(())
+}
+
+/// A fill failed: the conversation stays held, since going live now would
+/// leave a hole. The client hears why, and the socket closes so that it
+/// reconnects and resumes.
+pub fn history_not_ready(socket: &Socket, cid: &str, e: &ApiError) {
+    warn!(conversation_id = %cid, error = %e.message, "history not ready: closing the socket");
+    socket.send(frames::error(Some(cid), e));
+    socket.close(1013, "history not ready, resume again");
 }
 
 /// Fills `cid` from the store (after `cursor`, when resuming) until the
@@ -91,7 +95,7 @@ pub async fn hand_over(
             sent = socket.sent(cid),
             "filling below the first live event"
         );
-        wait_for_head(gw, cid, first_live).await?;
+        gw.wait_applied(cid, first_live).await?;
         sent += fill(gw, socket, cid, socket.sent(cid), Some(first_live), false).await?;
         socket.bridged(cid);
     }
@@ -111,7 +115,7 @@ async fn fill(
 ) -> Result<usize, ApiError> {
     let head = match below {
         Some(_) => None,
-        None => Some(head(gw, cid).await?),
+        None => Some(gw.applied_seq(cid).await?),
     };
     let before = below.or(head.map(|h| h + 1));
     let mut sent = 0;
@@ -140,27 +144,4 @@ async fn fill(
         socket.covered(cid, head);
     }
     Ok(sent)
-}
-
-/// The highest seq the store applied in `cid` (-1: none).
-async fn head(gw: &Gateway, cid: &str) -> Result<i64, ApiError> {
-    Ok(gw.store.conversation(cid).await?.map_or(-1, |c| c.last_seq))
-}
-
-/// Waits until the store applied `seq` of `cid`, so that it holds every
-/// event below it (the persister applies a partition in order).
-async fn wait_for_head(gw: &Gateway, cid: &str, seq: i64) -> Result<(), ApiError> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    while head(gw, cid).await? < seq {
-        if started.elapsed() > gw.config.limits.read_your_writes_timeout {
-            return Err(ApiError::unavailable(
-                "the message store",
-                format!("{cid} not caught up to {seq}"),
-            ));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-    Ok(())
 }

@@ -164,9 +164,7 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
             }
             Some(cid) = fills.recv() => {
                 if let Err(e) = resume::hand_over(&gw, &socket, &cid, None).await {
-                    warn!(conversation_id = %cid, error = %e.message, "history not ready for the live stream: closing");
-                    socket.send(frames::error(Some(&cid), &e));
-                    socket.close(1013, "history not ready, resume again");
+                    resume::history_not_ready(&socket, &cid, &e);
                     break;
                 }
                 continue;
