@@ -89,10 +89,15 @@ impl Chatflow {
                     self.data_dir.with_extension("log").display()
                 );
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "chatflow did not become ready"
-            );
+            if started.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(self.data_dir.with_extension("log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "chatflow did not become ready; the end of its log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
