@@ -131,17 +131,22 @@ pub struct BrokerArgs {
 /// processes on this machine.
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     crate::serve::enter_data_dir(&args.data.data_dir)?;
+    let registry = crate::serve::bind_registry(&args.registry).await?;
     let broker = crate::serve::start_broker(args.kafka_listen).await?;
     let shutdown = CancellationToken::new();
-    let registry = crate::serve::serve_registry(&args.registry, shutdown.clone()).await?;
     println!("chatflow broker on {}", broker.addr());
-    if let Some((addr, _)) = &registry {
-        println!("schema registry on http://{addr}");
-    }
+    let registry = match registry {
+        Some(listener) => {
+            println!("schema registry on http://{}", listener.local_addr()?);
+            let token = shutdown.clone();
+            Some(tokio::spawn(crate::serve::serve_registry(listener, token)))
+        }
+        None => None,
+    };
     cli::stop_signal().await;
     shutdown.cancel();
-    if let Some((_, task)) = registry {
-        let _ = task.await;
+    if let Some(task) = registry {
+        task.await??;
     }
     broker.stop().await;
     Ok(())

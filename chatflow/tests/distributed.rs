@@ -199,7 +199,14 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
     // (systemd, a StatefulSet) restarts it.
     let persister_args = common(&["--kafka-option", "group.instance.id=persister-0"]);
     let mut persister = Proc::spawn("persister", &bin("persister"), &persister_args, logs);
-    let mut _router = Proc::spawn("router", &bin("router"), &common(&[]), logs);
+    // The router as a service of `chatflow serve`, the same code path as
+    // its own binary (the other stages run as theirs).
+    let router_data = logs.join("router-data").display().to_string();
+    let mut router_args = ["serve", "--service", "router", "--data-dir", &router_data]
+        .map(String::from)
+        .to_vec();
+    router_args.extend(common(&[]));
+    let mut _router = Proc::spawn("router", &bin("chatflow"), &router_args, logs);
     let mut indexer = Proc::spawn(
         "indexer",
         &bin("indexer"),

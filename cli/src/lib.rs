@@ -1,6 +1,12 @@
-//! Flags shared by every chatflow binary (each with an env fallback),
-//! validated once into what the services take; tracing, shutdown signals and
-//! the store resolver.
+//! What every chatflow process shares: flags (each with an env fallback),
+//! the [`Node`] its services share, the one way to start and stop them
+//! ([`Service`], [`Supervisor`]), tracing, metrics and shutdown signals.
+
+mod node;
+mod service;
+
+pub use node::{LocalInbox, Node, NodeArgs, ReadyCheck};
+pub use service::{Running, Service, Supervisor, run, together};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +15,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
@@ -78,14 +83,6 @@ pub struct StoreArgs {
     /// Message store: `fjall://<dir>` or `dynamodb://<table>?endpoint=<url>&region=<r>`.
     #[arg(long, env = "CHATFLOW_STORE", default_value = "fjall://store")]
     pub store: String,
-}
-
-/// Where messages are indexed for search.
-#[derive(Args, Clone, Debug)]
-pub struct SearchArgs {
-    /// Search index: `tantivy://<dir>` or `opensearch+http(s)://<host:port>[/<index>]`.
-    #[arg(long, env = "CHATFLOW_SEARCH", default_value = "tantivy://search")]
-    pub search: String,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -260,35 +257,6 @@ pub fn metrics_route(handle: PrometheusHandle) -> axum::Router {
             }
         }),
     )
-}
-
-/// Installs the recorder and, when asked, serves `/metrics` until `shutdown`.
-pub async fn serve_metrics(args: &MetricsArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let handle = install_metrics()?;
-    if let Some(addr) = args.metrics {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, metrics_route(handle))
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-        });
-    }
-    Ok(())
-}
-
-/// Runs `work` until it ends or a stop signal comes; then cancels
-/// `shutdown` and waits for `work` to finish its in-flight batch.
-pub async fn run_until_stopped(
-    shutdown: CancellationToken,
-    work: impl Future<Output = anyhow::Result<()>> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut task = tokio::spawn(work);
-    tokio::select! {
-        result = &mut task => return result?,
-        _ = stop_signal() => {}
-    }
-    shutdown.cancel();
-    task.await?
 }
 
 /// Creates the DynamoDB table a `dynamodb://` URL names; false if it existed.

@@ -3,12 +3,16 @@
 //! tombstone; each document's version is the seq of the event that last
 //! changed it, so a replay of the log changes nothing.
 
+mod service;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{ChatEvent, Codec, Payload};
 use search::{IndexOp, MessageDoc, SearchIndex};
 use streams::{Record, Rejection, Stage, StageError};
+
+pub use service::{IndexerArgs, Service};
 
 pub const GROUP: &str = "indexer";
 

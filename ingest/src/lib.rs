@@ -20,6 +20,7 @@ mod rate;
 mod resume;
 mod search;
 mod server;
+mod service;
 mod validate;
 mod web;
 mod ws;
@@ -32,6 +33,7 @@ use axum::routing::{delete, get, patch, post, put};
 
 pub use gateway::{Gateway, GatewayConfig, Limits};
 pub use server::serve;
+pub use service::{IngestArgs, Service};
 
 /// The gateway's routes; the caller adds `/metrics` and serves them.
 pub fn router(gw: Arc<Gateway>) -> Router {

@@ -1,12 +1,16 @@
 //! The persister stage: writes every event of `chat.events` into the store,
 //! idempotently by (conversation_id, seq).
 
+mod service;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemas::{ChatEvent, Codec, Payload};
 use store::{EventWrite, Mutation, Store};
 use streams::{Record, Rejection, Stage, StageError};
+
+pub use service::{PersisterArgs, Service};
 
 pub const GROUP: &str = "persister";
 

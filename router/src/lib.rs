@@ -4,12 +4,14 @@
 
 mod membership;
 pub mod presence;
+mod service;
 pub mod signals;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cli::LocalInbox;
 use futures::future::try_join_all;
 use schemas::{ChatEvent, Codec, Delivery};
 use store::Store;
@@ -19,16 +21,12 @@ use tokio::sync::Mutex;
 pub use presence::PresenceView;
 pub use signals::{Fanout, SIGNALS_GROUP, TypingStage};
 
+pub use service::{RouterArgs, Service};
+
 pub const GROUP: &str = "router";
 
-/// Deliveries for the gateway node running in this same process: handed
-/// over directly, without the hop through its inbox topic.
-pub trait LocalInbox: Send + Sync + 'static {
-    fn deliver(&self, delivery: &Delivery);
-}
-
 pub struct RouterStage {
-    local: Option<(String, Arc<dyn LocalInbox>)>,
+    local: Option<(String, LocalInbox)>,
     store: Arc<dyn Store>,
     presence: PresenceView,
     producer: Producer,
@@ -50,9 +48,10 @@ impl RouterStage {
 }
 
 impl RouterStage {
-    /// Deliveries for `node` go to `inbox` in-process instead of Kafka.
-    pub fn with_local_inbox(mut self, node: &str, inbox: Arc<dyn LocalInbox>) -> Self {
-        self.local = Some((node.to_owned(), inbox));
+    /// Deliveries for the gateway node named in `local` go to its inbox
+    /// in-process instead of through Kafka.
+    pub fn with_local_inbox(mut self, local: Option<(String, LocalInbox)>) -> Self {
+        self.local = local;
         self
     }
 }
@@ -97,7 +96,7 @@ impl Stage for RouterStage {
                 };
                 match &self.local {
                     Some((local, inbox)) if local == node => {
-                        inbox.deliver(&delivery);
+                        inbox(&delivery);
                         local_count += 1;
                     }
                     _ => {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cli::LocalInbox;
 use schemas::{Codec, Delivery, DevicePresence, Record, Typing};
 use store::Store;
 use streams::{Producer, Rejection, Stage, StageError, topics};
@@ -15,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::LocalInbox;
 use crate::presence::{Change, PresenceView, now_millis};
 
 pub const SIGNALS_GROUP: &str = "router-signals";
@@ -24,7 +24,7 @@ const PRESENCE_CONVERSATIONS: usize = 500;
 
 /// Hands signal deliveries to gateway nodes.
 pub struct Fanout {
-    local: Option<(String, Arc<dyn LocalInbox>)>,
+    local: Option<(String, LocalInbox)>,
     presence: PresenceView,
     producer: Producer,
     codec: Codec,
@@ -40,8 +40,8 @@ impl Fanout {
         }
     }
 
-    pub fn with_local_inbox(mut self, node: &str, inbox: Arc<dyn LocalInbox>) -> Self {
-        self.local = Some((node.to_owned(), inbox));
+    pub fn with_local_inbox(mut self, local: Option<(String, LocalInbox)>) -> Self {
+        self.local = local;
         self
     }
 
@@ -76,7 +76,7 @@ impl Fanout {
                 event: bytes.clone(),
             };
             match &self.local {
-                Some((local, inbox)) if *local == node => inbox.deliver(&delivery),
+                Some((local, inbox)) if *local == node => inbox(&delivery),
                 _ => {
                     let value = self
                         .codec

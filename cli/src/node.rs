@@ -1,0 +1,276 @@
+//! What the services started in one process share: their flags, the Kafka
+//! client settings, and the store, index, producer and presence view, each
+//! opened once on first use.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chat::presence::PresenceView;
+use clap::Args;
+use metrics_exporter_prometheus::PrometheusHandle;
+use search::SearchIndex;
+use store::Store;
+use streams::{Assignment, KafkaConfig, Producer};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    DataArgs, FetchArgs, KafkaArgs, MetricsArgs, SchemaRegistryArgs, StoreArgs, TopicArgs,
+};
+
+/// Flags every chatflow process takes, whichever services it runs.
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Search index: `tantivy://<dir>` or
+    /// `opensearch+http(s)://<host:port>[/<index>]`. Default where the
+    /// indexer runs: `tantivy://search`; a gateway without it answers
+    /// `GET /v1/search` with 503.
+    #[arg(long, env = "CHATFLOW_SEARCH")]
+    pub search: Option<String>,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
+    /// Where the gateway and the router run in one process, the router
+    /// hands this node's deliveries straight to its sockets; `false` sends
+    /// them through `chat.inbox.<node-id>` as separate processes do.
+    #[arg(long, env = "CHATFLOW_LOCAL_DELIVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_delivery: bool,
+    /// How this process's stages take partitions of their topics: a
+    /// consumer group (default), or all of them (set by `chatflow serve`
+    /// when it runs the broker itself, see [`Assignment::All`]).
+    #[arg(skip)]
+    pub assignment: Assignment,
+}
+
+/// A check of whether this process may take writes: `Some(reason)` if not.
+pub type ReadyCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// This process's deliveries for its own gateway node, handed over without
+/// the hop through `chat.inbox.<node>`.
+pub type LocalInbox = Arc<dyn Fn(&schemas::Delivery) + Send + Sync>;
+
+pub struct Node {
+    pub args: NodeArgs,
+    pub kafka: KafkaConfig,
+    /// The services this process runs.
+    pub services: Vec<&'static str>,
+    pub metrics: PrometheusHandle,
+    /// Cancelled once the stages have stopped: ends the followers.
+    followers: CancellationToken,
+    store: OnceCell<Arc<dyn Store>>,
+    search: OnceCell<Option<Arc<dyn SearchIndex>>>,
+    producer: OnceCell<Producer>,
+    presence: OnceCell<PresenceView>,
+    local_inbox: Mutex<Option<(String, LocalInbox)>>,
+    readiness: Arc<RwLock<Vec<ReadyCheck>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Node {
+    pub(crate) fn new(
+        args: NodeArgs,
+        services: Vec<&'static str>,
+        metrics: PrometheusHandle,
+        followers: CancellationToken,
+    ) -> Node {
+        Node {
+            kafka: args.kafka.config(),
+            args,
+            services,
+            metrics,
+            followers,
+            store: OnceCell::new(),
+            search: OnceCell::new(),
+            producer: OnceCell::new(),
+            presence: OnceCell::new(),
+            local_inbox: Mutex::default(),
+            readiness: Arc::default(),
+            threads: Mutex::default(),
+        }
+    }
+
+    pub fn runs(&self, service: &str) -> bool {
+        self.services.contains(&service)
+    }
+
+    /// The gateway and the router share this process and deliver directly.
+    pub fn delivers_locally(&self) -> bool {
+        self.args.local_delivery && self.runs("ingest") && self.runs("router")
+    }
+
+    pub fn assignment(&self) -> Assignment {
+        self.args.assignment
+    }
+
+    pub fn data_dir(&self) -> &PathBuf {
+        &self.args.data.data_dir
+    }
+
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let url = &self.args.store.store;
+        let store = self
+            .store
+            .get_or_try_init(|| async { store::open(url).await })
+            .await
+            .with_context(|| format!("opening the store {url}"))?;
+        Ok(store.clone())
+    }
+
+    /// The search index, if this process has one.
+    pub async fn search(&self) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
+        let url = self
+            .args
+            .search
+            .clone()
+            .or_else(|| self.runs("indexer").then(|| "tantivy://search".into()));
+        let index = self
+            .search
+            .get_or_try_init(|| async {
+                match &url {
+                    Some(url) => search::open(url)
+                        .await
+                        .map(Some)
+                        .with_context(|| format!("opening the search index {url}")),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        Ok(index.clone())
+    }
+
+    pub async fn producer(&self) -> anyhow::Result<Producer> {
+        let producer = self
+            .producer
+            .get_or_try_init(|| async { Producer::new(&self.kafka) })
+            .await
+            .context("creating the Kafka producer")?;
+        Ok(producer.clone())
+    }
+
+    /// Who is online, from `chat.presence`, followed from its start by one
+    /// thread per process; returns once the view holds everything already
+    /// on the topic (or after 30 s, with a warning).
+    pub async fn presence(&self) -> anyhow::Result<PresenceView> {
+        let view = self
+            .presence
+            .get_or_try_init(|| async {
+                let view = PresenceView::default();
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                let apply = view.clone();
+                let thread = streams::follow::presence(
+                    &self.kafka,
+                    self.presence_fetch_wait(),
+                    ready_tx,
+                    self.followers.clone(),
+                    move |p| apply.apply(p),
+                )
+                .context("following chat.presence")?;
+                self.adopt(thread);
+                if tokio::time::timeout(Duration::from_secs(30), ready_rx)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("chat.presence not read to its end in 30 s; going on");
+                }
+                anyhow::Ok(view)
+            })
+            .await?;
+        Ok(view.clone())
+    }
+
+    /// A router that routes other nodes' devices learns of them only from
+    /// the changelog: it reads it as often as the delivery path; a gateway
+    /// (or a router whose gateway tells it directly) can wait longer.
+    fn presence_fetch_wait(&self) -> Duration {
+        if self.runs("router") && !self.delivers_locally() {
+            self.args.fetch.live_fetch_wait()
+        } else {
+            self.args.fetch.presence_fetch_wait()
+        }
+    }
+
+    /// The token a follower thread of this process stops on.
+    pub fn followers(&self) -> CancellationToken {
+        self.followers.clone()
+    }
+
+    /// Joins `thread` at shutdown, after the stages stopped.
+    pub fn adopt(&self, thread: std::thread::JoinHandle<()>) {
+        lock(&self.threads).push(thread);
+    }
+
+    /// The inbox of gateway node `node_id`, running in this process.
+    pub fn set_local_inbox(&self, node_id: &str, inbox: LocalInbox) {
+        *lock(&self.local_inbox) = Some((node_id.to_owned(), inbox));
+    }
+
+    /// The node id and inbox of the gateway in this process, if it
+    /// delivers locally.
+    pub fn local_inbox(&self) -> Option<(String, LocalInbox)> {
+        if !self.delivers_locally() {
+            return None;
+        }
+        lock(&self.local_inbox).clone()
+    }
+
+    /// Adds a condition for taking writes (a stage holding partitions, the
+    /// store caught up with the log).
+    pub fn require(&self, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        self.readiness
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(check));
+    }
+
+    /// Why this process may not take writes yet, if it may not: every
+    /// condition the services added, in the order they added them.
+    pub fn readiness(&self) -> impl Fn() -> Option<String> + Send + Sync + 'static {
+        let checks = self.readiness.clone();
+        move || {
+            let checks = checks.read().unwrap_or_else(|e| e.into_inner());
+            checks.iter().find_map(|check| check())
+        }
+    }
+
+    /// Flushes the producer and joins the follower threads: call it once
+    /// every service has stopped.
+    pub(crate) async fn close(&self) -> anyhow::Result<()> {
+        self.followers.cancel();
+        lock(&self.local_inbox).take();
+        if let Some(producer) = self.producer.get() {
+            producer
+                .flush(Duration::from_secs(10))
+                .context("flushing the producer")?;
+        }
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| t.join())
+                .filter(Result::is_err)
+                .count()
+        })
+        .await?;
+        if joined > 0 {
+            bail!("{joined} follower threads panicked");
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,104 @@
+//! The persister as a service of a chatflow process (its own binary, or
+//! `chatflow serve --service persister`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cli::{Node, Running};
+use streams::topics::{self, TopicSpec};
+use streams::{ConsumerSpec, KafkaConfig, StageStatus, run_stage};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{GROUP, Persister};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct PersisterArgs {
+    /// Records handed to the store per batch, at most.
+    #[arg(
+        id = "persister_max_batch",
+        long = "persister-max-batch",
+        env = "CHATFLOW_PERSISTER_MAX_BATCH",
+        default_value_t = 1000
+    )]
+    pub max_batch: usize,
+}
+
+pub struct Service(pub PersisterArgs);
+
+#[async_trait::async_trait]
+impl cli::Service for Service {
+    fn name(&self) -> &'static str {
+        "persister"
+    }
+
+    fn topics(&self, _: &Node) -> Vec<TopicSpec> {
+        vec![TopicSpec::dlq(GROUP)]
+    }
+
+    async fn start(
+        self: Box<Self>,
+        node: Arc<Node>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Running> {
+        let stage = Arc::new(Persister::new(node.store().await?));
+        // A gateway in this process takes no write before the store holds
+        // every event already on the log: a retried send is then
+        // recognised as the message it already is.
+        let (status, caught_up) = (Arc::<StageStatus>::default(), Arc::<AtomicBool>::default());
+        node.require({
+            let (status, caught_up) = (status.clone(), caught_up.clone());
+            move || {
+                if status.partitions() == 0 {
+                    Some("the persister holds no partition".into())
+                } else if !caught_up.load(Ordering::Relaxed) {
+                    Some("the persister is catching up with chat.events".into())
+                } else {
+                    None
+                }
+            }
+        });
+        let spec = ConsumerSpec {
+            group: GROUP.into(),
+            topics: vec![topics::EVENTS.into()],
+            max_batch: self.0.max_batch,
+            fetch_wait: node.args.fetch.store_fetch_wait(),
+            assignment: node.assignment(),
+            status,
+        };
+        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
+        let consume: Running =
+            Box::pin(async move { Ok(run_stage(&kafka, spec, stage, token).await?) });
+        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
+        let catch_up: Running = Box::pin(async move {
+            if wait_caught_up(kafka, token).await? {
+                caught_up.store(true, Ordering::Relaxed);
+                info!("the persister has caught up with chat.events: ready");
+            }
+            Ok(())
+        });
+        Ok(Box::pin(cli::together(vec![consume, catch_up], shutdown)))
+    }
+}
+
+/// Returns true once the persister's committed offsets reach the end of
+/// `chat.events` as it was when called (read again every 30 s, each time
+/// with a warning); false at shutdown, which does not wait for the check
+/// in progress.
+async fn wait_caught_up(kafka: KafkaConfig, shutdown: CancellationToken) -> anyhow::Result<bool> {
+    loop {
+        let kafka = kafka.clone();
+        let check = tokio::task::spawn_blocking(move || {
+            streams::ops::wait_caught_up(&kafka, GROUP, topics::EVENTS, Duration::from_secs(30))
+        });
+        let done = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            done = check => done??,
+        };
+        if done {
+            return Ok(true);
+        }
+        warn!("the persister is still catching up with chat.events; not ready");
+    }
+}

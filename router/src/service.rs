@@ -1,0 +1,81 @@
+//! The router as a service of a chatflow process (its own binary, or
+//! `chatflow serve --service router`): the event router and the signal
+//! router, which fail and stop together.
+
+use std::sync::Arc;
+
+use cli::{Node, Running};
+use streams::topics::{self, TopicSpec};
+use streams::{ConsumerSpec, StageStatus, run_stage};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Fanout, GROUP, RouterStage, SIGNALS_GROUP};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct RouterArgs {
+    /// Events routed per batch, at most.
+    #[arg(
+        id = "router_max_batch",
+        long = "router-max-batch",
+        env = "CHATFLOW_ROUTER_MAX_BATCH",
+        default_value_t = 500
+    )]
+    pub max_batch: usize,
+}
+
+pub struct Service(pub RouterArgs);
+
+#[async_trait::async_trait]
+impl cli::Service for Service {
+    fn name(&self) -> &'static str {
+        "router"
+    }
+
+    fn topics(&self, _: &Node) -> Vec<TopicSpec> {
+        vec![
+            TopicSpec::presence(1),
+            TopicSpec::signals(1),
+            TopicSpec::dlq(GROUP),
+            TopicSpec::dlq(SIGNALS_GROUP),
+        ]
+    }
+
+    async fn start(
+        self: Box<Self>,
+        node: Arc<Node>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Running> {
+        // Route nothing before the view holds everyone already online.
+        let presence = node.presence().await?;
+        let (store, producer) = (node.store().await?, node.producer().await?);
+        let stage = RouterStage::new(store.clone(), presence.clone(), producer.clone())
+            .with_local_inbox(node.local_inbox());
+        let fanout = Fanout::new(presence.clone(), producer).with_local_inbox(node.local_inbox());
+        let status = Arc::<StageStatus>::default();
+        node.require({
+            let status = status.clone();
+            move || (status.partitions() == 0).then(|| "the router holds no partition".into())
+        });
+        let spec = ConsumerSpec {
+            group: GROUP.into(),
+            topics: vec![topics::EVENTS.into()],
+            max_batch: self.0.max_batch,
+            fetch_wait: node.args.fetch.live_fetch_wait(),
+            assignment: node.assignment(),
+            status,
+        };
+        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
+        let events: Running =
+            Box::pin(async move { Ok(run_stage(&kafka, spec, Arc::new(stage), token).await?) });
+        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
+        let (fetch_wait, assignment) = (node.args.fetch.signals_fetch_wait(), node.assignment());
+        let signals: Running = Box::pin(async move {
+            let fanout = Arc::new(fanout);
+            Ok(crate::signals::run(
+                &kafka, store, presence, fanout, fetch_wait, assignment, token,
+            )
+            .await?)
+        });
+        Ok(Box::pin(cli::together(vec![events, signals], shutdown)))
+    }
+}
