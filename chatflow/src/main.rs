@@ -2,9 +2,6 @@
 //! every stage in one process, with the embedded broker and store by
 //! default; the other subcommands are operators' tools.
 
-mod bench;
-mod bench_fanout;
-mod bench_search;
 mod serve;
 mod tools;
 
@@ -39,7 +36,7 @@ enum Command {
     #[command(subcommand)]
     Admin(tools::Admin),
     /// Measure send→receive latency and throughput against a fresh chatflow.
-    Bench(bench::BenchArgs),
+    Bench(loadgen::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +53,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Topics(args)) => tools::topics(args),
         Some(Command::Broker(args)) => runtime.block_on(tools::broker(args)),
         Some(Command::Admin(command)) => runtime.block_on(tools::admin(command)),
-        Some(Command::Bench(args)) => runtime.block_on(bench::run(args)),
+        Some(Command::Bench(args)) => runtime.block_on(loadgen::bench::run(args)),
     }
 }

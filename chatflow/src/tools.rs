@@ -23,9 +23,8 @@ pub struct TokenArgs {
 
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     let secret = cli::secret(&args.auth, &args.data.data_dir, false)?;
-    let token = ingest::auth::Auth::hs256(&secret)
-        .issue(&args.user_id, args.name.as_deref(), args.ttl)
-        .map_err(anyhow::Error::msg)?;
+    let token =
+        ingest::auth::Auth::hs256(&secret).issue(&args.user_id, args.name.as_deref(), args.ttl)?;
     println!("{token}");
     Ok(())
 }

@@ -288,9 +288,7 @@ pub struct SchemaRegistryArgs {
 /// codec is made.
 pub async fn use_schema_registry(args: &SchemaRegistryArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.schema_registry {
-        let ids = schemas::registry_client::resolve(url)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let ids = schemas::registry_client::resolve(url).await?;
         ids.install();
         tracing::info!(registry = %url, ?ids, "schema ids from the registry");
     }

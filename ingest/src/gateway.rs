@@ -13,11 +13,12 @@ use streams::{Producer, topics};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Auth, now_millis};
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::rate::RateLimiter;
 use crate::validate;
+use schemas::now_millis;
 
 #[derive(Clone, Debug)]
 pub struct Limits {

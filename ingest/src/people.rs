@@ -154,7 +154,7 @@ impl Gateway {
     /// (none of its devices is online: at start and at a clean stop).
     pub async fn publish_node(&self, alive: bool) -> Result<(), ApiError> {
         let (key, record) =
-            chat::presence::node_record(&self.config.node_id, alive, crate::auth::now_millis());
+            chat::presence::node_record(&self.config.node_id, alive, schemas::now_millis());
         self.publish_presence_record(&key, &record).await
     }
 }

@@ -6,11 +6,11 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::now_millis;
 use crate::error::ApiError;
 use crate::frames::rfc3339;
 use crate::http::{ApiQuery, AppState, User};
 use crate::validate;
+use schemas::now_millis;
 
 /// The longest query, in characters.
 const MAX_QUERY_CHARS: usize = 256;

@@ -77,7 +77,7 @@ impl cli::Service for Service {
             Some(path) => {
                 let pem =
                     std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                Auth::rs256(&pem).map_err(anyhow::Error::msg)?
+                Auth::rs256(&pem)?
             }
             None => Auth::hs256(&cli::secret(&args.auth, node.data_dir(), true)?),
         };

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use schemas::now_millis;
 use schemas::{Actor, ChatEvent, Codec, ConversationCreated, MemberSpec, MessagePosted, Payload};
 use serde_json::{Value, json};
 use streams::{KafkaConfig, Producer, topics};
@@ -56,12 +57,6 @@ pub struct KafkaArgs {
     /// Prefix of conversation and user ids.
     #[arg(long, default_value = "lgk")]
     pub prefix: String,
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn event(cid: &str, user: &str, payload: Payload) -> ChatEvent {

@@ -1,7 +1,9 @@
 //! chatflow's producer harness as a library: the `loadgen` binary's two
-//! modes, its report, and the deterministic distributions the benchmarks
-//! share.
+//! modes, `chatflow bench`, the one WebSocket client they share, the
+//! report, and the deterministic distributions.
 
+pub mod bench;
+pub mod client;
 pub mod dist;
 pub mod kafka;
 pub mod report;

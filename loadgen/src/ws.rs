@@ -5,7 +5,7 @@
 //! senders. Measures send→ack and send→deliver latency, deliveries/s,
 //! errors and reconnects.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,10 +15,10 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client;
 use crate::dist::{Rng, text};
 use crate::report::{histogram, line, summary};
 
@@ -143,26 +143,11 @@ struct Measured {
     deliver: Histogram<u64>,
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
 /// One device: its outgoing frames and, at the end, what it measured.
 struct Device {
     /// (id to match the ack, frame)
     tx: mpsc::UnboundedSender<(String, String)>,
     done: tokio::task::JoinHandle<Measured>,
-}
-
-async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> anyhow::Result<String> {
-    let v: Value = http
-        .post(format!("{base}/v1/dev/token"))
-        .json(&json!({"user_id": user}))
-        .send()
-        .await?
-        .error_for_status()
-        .context("dev login (the gateway needs --dev-auth true)")?
-        .json()
-        .await?;
-    v["token"].as_str().map(str::to_owned).context("no token")
 }
 
 /// Where a device connects, and from which local address.
@@ -171,16 +156,6 @@ struct Endpoint {
     server: SocketAddr,
     source: Ipv4Addr,
     path: String,
-}
-
-async fn open_socket(at: &Endpoint) -> anyhow::Result<WsStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(IpAddr::V4(at.source), 0))?;
-    socket.set_nodelay(true)?;
-    let stream = socket.connect(at.server).await?;
-    let url = format!("ws://{}{}", at.server, at.path);
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
-    Ok(ws)
 }
 
 /// Opens a device's socket, resumes, and runs its reader and writer until
@@ -201,7 +176,7 @@ async fn run_device(
     // client_msg_id → send time (µs), for the ack latency.
     let mut in_flight: std::collections::HashMap<String, u64> = Default::default();
     loop {
-        let ws = match open_socket(&at).await {
+        let ws = match client::open(at.server, Some(at.source), &at.path).await {
             Ok(ws) => ws,
             Err(e) => {
                 if let Some(r) = ready.take() {
@@ -322,7 +297,7 @@ pub async fn run(args: WsArgs) -> anyhow::Result<Value> {
                         (http.clone(), base.clone(), u.clone(), limit.clone());
                     tokio::spawn(async move {
                         let _permit = limit.acquire_owned().await?;
-                        dev_token(&http, &base, &u).await
+                        client::dev_token(&http, &base, &u).await
                     })
                 })
                 .collect();

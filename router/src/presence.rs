@@ -2,18 +2,12 @@
 //! `chat.presence` by `streams::follow::presence`, and resets of gateway
 //! nodes that went silent.
 
-use schemas::Codec;
+use schemas::{Codec, now_millis};
 use streams::{Producer, topics};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use chat::presence::*;
-
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Resets, on `chat.presence`, every node that went silent while holding
 /// devices, until `shutdown`. Each router does it; the resets are

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::presence::{Change, PresenceView, now_millis};
+use crate::presence::{Change, PresenceView};
+use schemas::now_millis;
 
 pub const SIGNALS_GROUP: &str = "router-signals";
 /// Presence changes go to at most this many conversations of the user.

@@ -15,3 +15,10 @@ pub use event::{
     MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePosted, Payload,
     ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
 };
+
+/// The wall clock as the records carry it: milliseconds since the epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

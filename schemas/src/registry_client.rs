@@ -4,19 +4,34 @@
 //! compatible. Records are then framed with those ids.
 
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
 use crate::{RegistryIds, SchemaId};
 
+/// A schema the registry did not take (unreachable, or incompatible with
+/// what the subject already holds).
+#[derive(Debug, thiserror::Error)]
+#[error("registering {subject} at {url}: {source}")]
+pub struct RegistryError {
+    pub subject: &'static str,
+    pub url: String,
+    pub source: SRCError,
+}
+
 /// The registry's id for every compiled-in schema.
-pub async fn resolve(url: &str) -> Result<RegistryIds, String> {
+pub async fn resolve(url: &str) -> Result<RegistryIds, RegistryError> {
     let settings = SrSettings::new(url.trim_end_matches('/').to_owned());
     let mut ids = RegistryIds::compiled();
     for schema in SchemaId::ALL {
         let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.text().to_owned());
         let registered = post_schema(&settings, schema.subject().to_owned(), supplied)
             .await
-            .map_err(|e| format!("registering {} at {url}: {e}", schema.subject()))?;
+            .map_err(|source| RegistryError {
+                subject: schema.subject(),
+                url: url.to_owned(),
+                source,
+            })?;
         ids = ids.with(schema, registered.id);
     }
     Ok(ids)

@@ -6,13 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
-use futures::SinkExt;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
-use crate::bench::{connect, latencies, report, start_server, token, wait_for};
+use super::{create, latencies, report, send_timed, start_server, token};
+use crate::client;
 
 #[derive(Args, Clone, Debug)]
 pub struct FanoutArgs {
@@ -46,18 +44,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     );
     let users: Vec<String> = (0..args.members).map(|i| format!("fan{i}")).collect();
     let owner = token(http, &users[0]).await?;
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{http}/v1/conversations"))
-        .bearer_auth(&owner)
-        .json(&json!({"kind": "group", "name": "fanout", "members": &users[1..]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let cid = created["conversation_id"]
-        .as_str()
-        .context("no conversation")?
-        .to_owned();
+    let cid = create(
+        http,
+        &owner,
+        json!({"kind": "group", "name": "fanout", "members": &users[1..]}),
+    )
+    .await?;
 
     let clock = Instant::now();
     let per_sender = args.messages / args.senders;
@@ -65,7 +57,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for (i, user) in users.iter().take(args.online + args.senders).enumerate() {
-        let ws = connect(http, &token(http, user).await?, "d").await?;
+        let ws = client::connect(http, &token(http, user).await?, "d").await?;
         if i < args.online {
             receivers.push(ws);
         } else {
@@ -85,13 +77,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         .map(|(s, mut ws)| {
             let cid = cid.clone();
             tokio::spawn(async move {
-                for i in 0..per_sender {
-                    let now = clock.elapsed().as_micros() as u64;
-                    let frame = json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("f{s}-{i}"), "body": now.to_string()});
-                    ws.send(Message::Text(frame.to_string().into())).await?;
-                    wait_for(&mut ws, "ack").await?;
-                }
-                anyhow::Ok(())
+                send_timed(&mut ws, &cid, &format!("f{s}"), per_sender, clock).await
             })
         })
         .collect();
@@ -114,7 +100,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             "deliveries to {online_devices} devices (+{} senders')",
             args.senders
         ),
-        all,
+        &all,
         elapsed,
     );
     println!(

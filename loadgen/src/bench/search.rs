@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::dist::Rng;
+use crate::report::{histogram, ms};
 use clap::Args;
-use loadgen::dist::Rng;
 use search::{IndexOp, MessageDoc, SearchIndex, SearchQuery, TantivyIndex};
 
 #[derive(Args, Clone, Debug)]
@@ -66,11 +67,6 @@ fn body(rng: &mut Rng) -> String {
         out.push_str(WORDS[rng.zipf(WORDS.len())]);
     }
     out
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 fn dir_size(dir: &std::path::Path) -> u64 {
@@ -172,7 +168,7 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         "kind", "p50 ms", "p99 ms", "max ms", "avg hits"
     );
     for (name, make) in kinds {
-        let mut times = Vec::with_capacity(args.queries);
+        let mut times = histogram();
         let mut hits = 0usize;
         for _ in 0..args.queries {
             let conversation_ids = (0..args.user_conversations)
@@ -187,17 +183,15 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
             };
             let t = Instant::now();
             let results = index.search(&query).await?;
-            times.push(t.elapsed());
+            let _ = times.record((t.elapsed().as_micros() as u64).max(1));
             hits += results.hits.len();
         }
-        times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "  {:<22} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
             name,
-            ms(percentile(&times, 0.5)),
-            ms(percentile(&times, 0.99)),
-            ms(*times.last().unwrap_or(&Duration::ZERO)),
+            ms(times.value_at_quantile(0.5)),
+            ms(times.value_at_quantile(0.99)),
+            ms(times.max()),
             hits as f64 / args.queries as f64
         );
     }
