@@ -3,6 +3,9 @@
 use schemas::{ChatEvent, Payload};
 use serde_json::{Value, json};
 
+/// How long clients show "typing" after a signal.
+pub const TYPING_SHOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn rfc3339(millis: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
+use crate::delivery::hub::Hub;
 use crate::error::ApiError;
-use crate::hub::Hub;
 use crate::rate::RateLimiter;
 use crate::validate;
 use schemas::now_millis;
@@ -106,13 +106,13 @@ pub struct Gateway {
     presence_hook: Option<PresenceHook>,
     pub auth: Auth,
     pub store: Arc<dyn Store>,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     pub codec: Codec,
     /// Where `GET /v1/search` looks; none on a node without search.
     pub search: Option<Arc<dyn search::SearchIndex>>,
     /// Who is online, for `GET /v1/users/{uid}/presence`.
     pub presence: Option<chat::presence::PresenceView>,
-    pub(crate) typing_throttle: crate::people::TypingThrottle,
+    pub(crate) typing_throttle: crate::rate::TypingThrottle,
     /// Fired at shutdown: sockets finish the frame in hand, then close.
     pub draining: CancellationToken,
     /// The sockets' tasks, awaited at shutdown.
@@ -137,7 +137,7 @@ impl Gateway {
             presence_hook: None,
             auth,
             store,
-            hub: Hub::default(),
+            hub: Arc::default(),
             codec: Codec::new(),
             search: None,
             presence: None,

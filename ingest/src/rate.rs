@@ -75,3 +75,35 @@ mod tests {
         assert!(r.check("b").is_ok(), "buckets are per user");
     }
 }
+
+/// One typing signal per user and conversation per this long; clients show
+/// "typing" for [`crate::frames::TYPING_SHOWN`] after a signal.
+pub const TYPING_EVERY: Duration = Duration::from_secs(3);
+const TYPING_KEYS: usize = 100_000;
+
+/// When each (user, conversation) last sent a typing signal.
+#[derive(Default)]
+pub struct TypingThrottle {
+    last: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl TypingThrottle {
+    /// True when this signal should go out.
+    pub fn admit(&self, user_id: &str, conversation_id: &str) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if last.len() > TYPING_KEYS {
+            last.retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
+        }
+        let key = (user_id.to_owned(), conversation_id.to_owned());
+        match last.get(&key) {
+            Some(at) if now.duration_since(*at) < TYPING_EVERY => false,
+            _ => {
+                last.insert(key, now);
+                true
+            }
+        }
+    }
+}

@@ -105,14 +105,15 @@ impl cli::Service for Service {
         }
         let gateway = Arc::new(gateway);
         if node.delivers_locally() {
-            let inbox = gateway.clone();
+            let (hub, codec) = (gateway.hub.clone(), schemas::Codec::new());
             node.set_local_inbox(
                 &args.gateway.node_id,
-                Arc::new(move |delivery| crate::inbox::deliver(&inbox, delivery)),
+                Arc::new(move |delivery| crate::delivery::inbox::deliver(&hub, &codec, delivery)),
             );
         } else {
-            let (thread, ready) = crate::inbox::start(
-                gateway.clone(),
+            let (thread, ready) = crate::delivery::inbox::start(
+                gateway.hub.clone(),
+                &args.gateway.node_id,
                 &node.kafka,
                 node.args.fetch.live_fetch_wait(),
                 node.followers(),
@@ -121,7 +122,10 @@ impl cli::Service for Service {
             let _ = tokio::time::timeout(Duration::from_secs(30), ready).await;
         }
         let heartbeat = CancellationToken::new();
-        let beating = tokio::spawn(crate::people::heartbeat(gateway.clone(), heartbeat.clone()));
+        let beating = tokio::spawn(crate::actions::people::heartbeat(
+            gateway.clone(),
+            heartbeat.clone(),
+        ));
         let metrics = cli::metrics_route(node.metrics.clone());
         Ok(Box::pin(async move {
             let served = crate::serve(listener, gateway.clone(), metrics, shutdown, DRAIN).await;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::handover::{Live, Plan, Settle, Streams};
+use crate::delivery::handover::{Live, Plan, Settle, Streams};
 
 /// What the socket's writer sends.
 #[derive(Debug)]

@@ -1,54 +1,18 @@
 //! Users and their devices: typing signals (throttled), presence and last
 //! seen, and device registration for push notifications.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use chat::rules;
 use schemas::{DeviceRegistered, DeviceRemoved, Payload, user_stream};
 use serde::Serialize;
 
+use crate::actions::members::actor;
 use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::frames::rfc3339;
 use crate::gateway::Gateway;
-use crate::members::actor;
 use crate::validate;
 
-/// One typing signal per user and conversation per this long; clients show
-/// "typing" for [`TYPING_SHOWN`] after a signal.
-pub const TYPING_EVERY: Duration = Duration::from_secs(3);
-pub const TYPING_SHOWN: Duration = Duration::from_secs(5);
-const TYPING_KEYS: usize = 100_000;
 const PLATFORMS: [&str; 4] = ["ios", "android", "web", "desktop"];
-
-/// When each (user, conversation) last sent a typing signal.
-#[derive(Default)]
-pub struct TypingThrottle {
-    last: Mutex<HashMap<(String, String), Instant>>,
-}
-
-impl TypingThrottle {
-    /// True when this signal should go out.
-    fn admit(&self, user_id: &str, conversation_id: &str) -> bool {
-        let Ok(mut last) = self.last.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        if last.len() > TYPING_KEYS {
-            last.retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
-        }
-        let key = (user_id.to_owned(), conversation_id.to_owned());
-        match last.get(&key) {
-            Some(at) if now.duration_since(*at) < TYPING_EVERY => false,
-            _ => {
-                last.insert(key, now);
-                true
-            }
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct Presence {
@@ -60,7 +24,7 @@ pub struct Presence {
 
 impl Gateway {
     /// A member is typing: a signal on `chat.signals`, at most one per
-    /// [`TYPING_EVERY`] per user and conversation (the rest are dropped).
+    /// [`crate::rate::TYPING_EVERY`] per user and conversation (the rest are dropped).
     pub async fn typing(
         &self,
         conversation_id: &str,

@@ -9,10 +9,10 @@ use schemas::{
 use serde::Serialize;
 use store::Message;
 
+use crate::actions::members::actor;
 use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::members::actor;
 use crate::validate;
 
 /// Who has a message: members (other than its sender) whose delivered or

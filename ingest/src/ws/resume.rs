@@ -9,10 +9,10 @@ use store::Page;
 use tracing::{debug, warn};
 
 use crate::auth::Claims;
+use crate::delivery::hub::Socket;
 use crate::error::ApiError;
 use crate::frames;
 use crate::gateway::Gateway;
-use crate::hub::Socket;
 
 /// Cursors one `resume` may name.
 const MAX_CURSORS: usize = 10_000;

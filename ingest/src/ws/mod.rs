@@ -1,5 +1,7 @@
 //! The WebSocket: `GET /v1/ws?device_id=` (PROTOCOL.md, WebSocket).
 
+mod resume;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,14 +15,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::actions::messages::Receipt;
+use crate::api::extract::{ApiQuery, AppState};
 use crate::auth::Claims;
+use crate::delivery::hub::{Outbound, Socket};
 use crate::error::ApiError;
 use crate::frames;
 use crate::gateway::{Gateway, NewMessage};
-use crate::http::{ApiQuery, AppState};
-use crate::hub::{Outbound, Socket};
-use crate::messages::Receipt;
-use crate::resume;
+
 use crate::validate;
 
 /// Frames queued for one socket before it counts as too slow.

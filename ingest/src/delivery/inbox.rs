@@ -5,27 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use schemas::{ChatEvent, Delivery, DevicePresence, SchemaId, Typing};
+use schemas::{ChatEvent, Codec, Delivery, DevicePresence, SchemaId, Typing};
 use streams::follow::{Start, follow};
 use streams::{KafkaConfig, KafkaError, topics};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::frames;
-use crate::gateway::Gateway;
-use crate::people::TYPING_SHOWN;
+use crate::delivery::hub::Hub;
+use crate::frames::{self, TYPING_SHOWN};
 
 /// Reads the inbox from its end (a restarted node has no sockets that
 /// could want older deliveries: clients resume from the store).
 pub fn start(
-    gw: Arc<Gateway>,
+    hub: Arc<Hub>,
+    node_id: &str,
     config: &KafkaConfig,
     fetch_wait: Duration,
     shutdown: CancellationToken,
 ) -> Result<(std::thread::JoinHandle<()>, oneshot::Receiver<()>), KafkaError> {
     let (ready_tx, ready_rx) = oneshot::channel();
-    let topic = topics::inbox(&gw.config.node_id);
+    let topic = topics::inbox(node_id);
+    let codec = Codec::new();
     let handle = follow(
         config,
         &topic,
@@ -35,8 +36,8 @@ pub fn start(
         shutdown,
         move |m| {
             let Some(bytes) = m.payload() else { return };
-            match gw.codec.decode::<Delivery>(bytes) {
-                Ok(delivery) => deliver(&gw, &delivery),
+            match codec.decode::<Delivery>(bytes) {
+                Ok(delivery) => deliver(&hub, &codec, &delivery),
                 Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
             }
         },
@@ -47,15 +48,13 @@ pub fn start(
 /// Pushes one delivery to the sockets it names that are connected here:
 /// an event (in seq order, through each socket's resume logic), or a typing
 /// or presence signal (as it comes).
-pub fn deliver(gw: &Gateway, delivery: &Delivery) {
-    let signal = match gw.codec.record_of(&delivery.event) {
-        Some(SchemaId::Typing) => gw
-            .codec
+pub fn deliver(hub: &Hub, codec: &Codec, delivery: &Delivery) {
+    let signal = match codec.record_of(&delivery.event) {
+        Some(SchemaId::Typing) => codec
             .decode::<Typing>(&delivery.event)
             .ok()
             .map(|t| frames::typing(&t, TYPING_SHOWN)),
-        Some(SchemaId::DevicePresence) => gw
-            .codec
+        Some(SchemaId::DevicePresence) => codec
             .decode::<DevicePresence>(&delivery.event)
             .ok()
             .map(|p| frames::presence(&p)),
@@ -63,13 +62,13 @@ pub fn deliver(gw: &Gateway, delivery: &Delivery) {
     };
     if let Some(frame) = signal {
         for device in &delivery.devices {
-            if let Some(socket) = gw.hub.get(device) {
+            if let Some(socket) = hub.get(device) {
                 socket.send(frame.clone());
             }
         }
         return;
     }
-    let event: ChatEvent = match gw.codec.decode(&delivery.event) {
+    let event: ChatEvent = match codec.decode(&delivery.event) {
         Ok(e) => e,
         Err(e) => {
             warn!(conversation_id = %delivery.conversation_id, seq = delivery.seq, error = %e, "undecodable event in delivery");
@@ -78,7 +77,7 @@ pub fn deliver(gw: &Gateway, delivery: &Delivery) {
     };
     let frame: Arc<str> = frames::event(&event, delivery.seq).into();
     for device in &delivery.devices {
-        if let Some(socket) = gw.hub.get(device) {
+        if let Some(socket) = hub.get(device) {
             socket.push_event(&delivery.conversation_id, delivery.seq, &frame);
         }
     }

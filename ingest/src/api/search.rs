@@ -6,9 +6,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::extract::{ApiQuery, AppState, User};
 use crate::error::ApiError;
 use crate::frames::rfc3339;
-use crate::http::{ApiQuery, AppState, User};
 use crate::validate;
 use schemas::now_millis;
 
@@ -47,7 +47,7 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> 
         })
 }
 
-#[utoipa::path(get, path = "/v1/search", tag = "search", params(("q" = String, Query, description = "words; \"a phrase\"; the last word matches as a prefix"), ("conversation_id" = Option<String>, Query), ("sender_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339 or epoch milliseconds, inclusive"), ("to" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("offset" = Option<i64>, Query, description = "at most 1000")), responses((status = 200, body = crate::openapi::SearchResults)))]
+#[utoipa::path(get, path = "/v1/search", tag = "search", params(("q" = String, Query, description = "words; \"a phrase\"; the last word matches as a prefix"), ("conversation_id" = Option<String>, Query), ("sender_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339 or epoch milliseconds, inclusive"), ("to" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("offset" = Option<i64>, Query, description = "at most 1000")), responses((status = 200, body = crate::api::openapi::SearchResults)))]
 pub async fn search(
     State(gw): State<AppState>,
     User(user): User,
