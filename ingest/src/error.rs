@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// A rule of the chat domain said no: the one place it becomes an answer.
 impl From<chat::Denied> for ApiError {
@@ -79,8 +78,13 @@ impl ApiError {
         )
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+    pub fn body(&self) -> crate::wire::ErrorBody {
+        crate::wire::ErrorBody {
+            error: crate::wire::ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+            },
+        }
     }
 }
 

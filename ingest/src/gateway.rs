@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use schemas::{Actor, ChatEvent, Codec, DevicePresence, MessagePosted, Payload, Typing};
-use serde::Serialize;
 use store::{Member, Store};
 use streams::{Producer, topics};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use crate::delivery::hub::Hub;
 use crate::error::ApiError;
 use crate::rate::RateLimiter;
 use crate::validate;
+pub use crate::wire::Ack;
 use schemas::now_millis;
 
 #[derive(Clone, Debug)]
@@ -53,16 +53,6 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// `POST /v1/dev/token` is served (embedded mode on loopback only).
     pub dev_auth: bool,
-}
-
-/// The answer to a send, the same for every retry of one client_msg_id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Ack {
-    pub client_msg_id: String,
-    pub seq: i64,
-    pub message_id: String,
-    pub conversation_id: String,
-    pub sent_at: String,
 }
 
 pub struct NewMessage {
@@ -415,7 +405,7 @@ impl Gateway {
                 seq: stored.seq,
                 message_id: stored.message_id,
                 conversation_id: stored.conversation_id,
-                sent_at: crate::frames::rfc3339(stored.sent_at),
+                sent_at: crate::wire::rfc3339(stored.sent_at),
             };
             *answer = Some(ack.clone());
             return Ok(ack);
@@ -438,7 +428,7 @@ impl Gateway {
             seq,
             message_id,
             conversation_id: m.conversation_id,
-            sent_at: crate::frames::rfc3339(event.occurred_at),
+            sent_at: crate::wire::rfc3339(event.occurred_at),
         };
         *answer = Some(ack.clone());
         Ok(ack)

@@ -13,6 +13,7 @@ mod rate;
 mod server;
 mod service;
 mod validate;
+mod wire;
 mod ws;
 
 use std::sync::Arc;

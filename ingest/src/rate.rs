@@ -77,7 +77,7 @@ mod tests {
 }
 
 /// One typing signal per user and conversation per this long; clients show
-/// "typing" for [`crate::frames::TYPING_SHOWN`] after a signal.
+/// "typing" for `TYPING_SHOWN` (frames) after a signal.
 pub const TYPING_EVERY: Duration = Duration::from_secs(3);
 const TYPING_KEYS: usize = 100_000;
 

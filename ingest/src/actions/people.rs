@@ -8,13 +8,13 @@ use serde::Serialize;
 use crate::actions::members::actor;
 use crate::auth::Claims;
 use crate::error::ApiError;
-use crate::frames::rfc3339;
 use crate::gateway::Gateway;
 use crate::validate;
+use crate::wire::rfc3339;
 
 const PLATFORMS: [&str; 4] = ["ios", "android", "web", "desktop"];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Presence {
     pub user_id: String,
     pub online: bool,

@@ -5,24 +5,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use store::Page;
 
 use crate::api::done;
 use crate::api::extract::{ApiJson, ApiPath, AppState, User, rest_device};
 use crate::error::ApiError;
-use crate::frames;
+use crate::wire::{
+    AddMember, ChangeRole, Changed, ConversationDetails, ConversationList, ConversationSummary,
+    CreateConversation, CreatedConversation, MemberInfo, Message, Mute, UpdateConversation,
+};
 
-#[derive(Deserialize)]
-pub struct CreateConversation {
-    kind: String,
-    name: Option<String>,
-    #[serde(default)]
-    members: Vec<String>,
-}
-
-#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = crate::api::openapi::CreateConversation, responses((status = 201, body = crate::api::openapi::CreatedConversation), (status = 200, description = "the existing direct conversation", body = crate::api::openapi::CreatedConversation)))]
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = crate::wire::CreateConversation, responses((status = 201, body = crate::wire::CreatedConversation), (status = 200, description = "the existing direct conversation", body = crate::wire::CreatedConversation)))]
 pub async fn create_conversation(
     State(gw): State<AppState>,
     User(user): User,
@@ -39,23 +32,34 @@ pub async fn create_conversation(
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "conversation_id": cid,
-        "kind": req.kind,
-        "name": req.name,
-        "role": members.iter().find(|m| m.user_id == user.sub).map(|m| m.role.as_str()),
-        "members": members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role, "last_read_seq": -1})).collect::<Vec<_>>(),
-        "last_seq": seq,
-    });
+    let body = CreatedConversation {
+        role: members
+            .iter()
+            .find(|m| m.user_id == user.sub)
+            .map(|m| m.role.clone()),
+        members: members
+            .iter()
+            .map(|m| MemberInfo {
+                user_id: m.user_id.clone(),
+                role: m.role.clone(),
+                last_read_seq: -1,
+                last_delivered_seq: None,
+            })
+            .collect(),
+        conversation_id: cid,
+        kind: req.kind,
+        name: req.name,
+        last_seq: seq,
+    };
     Ok((status, Json(body)).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{cid}", tag = "conversations", params(("cid" = String, Path, description = "conversation id")), responses((status = 200, body = crate::api::openapi::ConversationDetails)))]
+#[utoipa::path(get, path = "/v1/conversations/{cid}", tag = "conversations", params(("cid" = String, Path, description = "conversation id")), responses((status = 200, body = crate::wire::ConversationDetails)))]
 pub async fn get_conversation(
     State(gw): State<AppState>,
     User(user): User,
     ApiPath(cid): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationDetails>, ApiError> {
     let me = gw.require_member(&cid, &user.sub).await?;
     gw.read_your_writes(&cid, false).await?;
     let c = gw
@@ -64,32 +68,27 @@ pub async fn get_conversation(
         .await?
         .ok_or_else(|| ApiError::not_found("no such conversation"))?;
     let members = gw.store.members(&cid).await?;
-    Ok(Json(json!({
-        "conversation_id": c.conversation_id,
-        "kind": c.kind,
-        "name": c.name,
-        "description": c.description,
-        "created_by": c.created_by,
-        "created_at": frames::rfc3339(c.created_at),
-        "role": me.role,
-        "last_seq": c.last_seq,
-        "members": members.iter().map(|m| json!({
-            "user_id": m.user_id,
-            "role": m.role,
-            "last_read_seq": m.last_read_seq,
-            "last_delivered_seq": m.last_delivered_seq,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ConversationDetails {
+        conversation_id: c.conversation_id,
+        kind: c.kind,
+        name: c.name,
+        description: c.description,
+        created_by: c.created_by,
+        created_at: crate::wire::rfc3339(c.created_at),
+        role: me.role,
+        last_seq: c.last_seq,
+        members: members.iter().map(MemberInfo::from).collect(),
+    }))
 }
 
 /// Unread messages are counted up to this many; clients show "999+".
 const UNREAD_CAP: usize = 999;
 
-#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", responses((status = 200, body = crate::api::openapi::ConversationList)))]
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", responses((status = 200, body = crate::wire::ConversationList)))]
 pub async fn list_conversations(
     State(gw): State<AppState>,
     User(user): User,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationList>, ApiError> {
     let mut out = Vec::new();
     // This node's own writes first (a mute, a read); read the list again
     // only if one of them was still on its way to the store.
@@ -134,7 +133,7 @@ pub async fn list_conversations(
                 .store
                 .message(&c.conversation_id, seq)
                 .await?
-                .map(|m| frames::message(&m)),
+                .map(|m| Message::from(&m)),
             None => None,
         };
         // A direct conversation is shown as the other person.
@@ -150,41 +149,35 @@ pub async fn list_conversations(
         };
         out.push((
             c.last_activity_at,
-            json!({
-                "peer": peer,
-                "conversation_id": c.conversation_id,
-                "kind": c.kind,
-                "name": c.name,
-                "role": uc.role,
-                "last_seq": c.last_seq,
-                "unread_count": unread,
-                "last_message": last_message,
-                "muted": uc.muted,
-                "last_activity_at": frames::rfc3339(c.last_activity_at),
-            }),
+            ConversationSummary {
+                peer,
+                conversation_id: c.conversation_id,
+                kind: c.kind,
+                name: c.name,
+                role: uc.role,
+                last_seq: c.last_seq,
+                unread_count: unread,
+                last_message,
+                muted: uc.muted,
+                last_activity_at: crate::wire::rfc3339(c.last_activity_at),
+            },
         ));
     }
     out.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    Ok(Json(
-        json!({"conversations": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct UpdateConversation {
-    name: Option<String>,
-    description: Option<String>,
+    Ok(Json(ConversationList {
+        conversations: out.into_iter().map(|(_, v)| v).collect(),
+    }))
 }
 
 /// `PATCH /v1/conversations/{cid}`: rename or describe (owner/admin).
-#[utoipa::path(patch, path = "/v1/conversations/{cid}", tag = "conversations", params(("cid" = String, Path, description = "conversation id")), request_body = crate::api::openapi::UpdateConversation, responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(patch, path = "/v1/conversations/{cid}", tag = "conversations", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::UpdateConversation, responses((status = 200, body = crate::wire::Changed)))]
 pub async fn update_conversation(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath(cid): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateConversation>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let seq = gw
         .update_conversation(&user, &device, &cid, req.name, req.description)
@@ -192,21 +185,15 @@ pub async fn update_conversation(
     Ok(done(&cid, Some(seq)))
 }
 
-#[derive(Deserialize)]
-pub struct AddMember {
-    user_id: String,
-    role: Option<String>,
-}
-
 /// `POST /v1/conversations/{cid}/members` (owner/admin).
-#[utoipa::path(post, path = "/v1/conversations/{cid}/members", tag = "members", params(("cid" = String, Path, description = "conversation id")), request_body = crate::api::openapi::AddMember, responses((status = 201, body = crate::api::openapi::Changed)))]
+#[utoipa::path(post, path = "/v1/conversations/{cid}/members", tag = "members", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::AddMember, responses((status = 201, body = crate::wire::Changed)))]
 pub async fn add_member(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath(cid): ApiPath<String>,
     ApiJson(req): ApiJson<AddMember>,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<Changed>), ApiError> {
     let device = rest_device(&headers);
     let seq = gw
         .add_member(&user, &device, &cid, &req.user_id, req.role)
@@ -215,32 +202,27 @@ pub async fn add_member(
 }
 
 /// `DELETE /v1/conversations/{cid}/members/{uid}`: leave, or remove someone.
-#[utoipa::path(delete, path = "/v1/conversations/{cid}/members/{uid}", tag = "members", params(("cid" = String, Path, description = "conversation id"), ("uid" = String, Path, description = "user id")), responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(delete, path = "/v1/conversations/{cid}/members/{uid}", tag = "members", params(("cid" = String, Path, description = "conversation id"), ("uid" = String, Path, description = "user id")), responses((status = 200, body = crate::wire::Changed)))]
 pub async fn remove_member(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, uid)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let seq = gw.remove_member(&user, &device, &cid, &uid).await?;
     Ok(done(&cid, Some(seq)))
 }
 
-#[derive(Deserialize)]
-pub struct ChangeRole {
-    role: String,
-}
-
 /// `PUT /v1/conversations/{cid}/members/{uid}/role` (owner).
-#[utoipa::path(put, path = "/v1/conversations/{cid}/members/{uid}/role", tag = "members", params(("cid" = String, Path, description = "conversation id"), ("uid" = String, Path, description = "user id")), request_body = crate::api::openapi::ChangeRole, responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(put, path = "/v1/conversations/{cid}/members/{uid}/role", tag = "members", params(("cid" = String, Path, description = "conversation id"), ("uid" = String, Path, description = "user id")), request_body = crate::wire::ChangeRole, responses((status = 200, body = crate::wire::Changed)))]
 pub async fn change_role(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, uid)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<ChangeRole>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let seq = gw
         .change_role(&user, &device, &cid, &uid, &req.role)
@@ -248,20 +230,15 @@ pub async fn change_role(
     Ok(done(&cid, Some(seq)))
 }
 
-#[derive(Deserialize)]
-pub struct Mute {
-    muted: bool,
-}
-
 /// `PUT /v1/conversations/{cid}/mute`: mute or unmute for the caller.
-#[utoipa::path(put, path = "/v1/conversations/{cid}/mute", tag = "members", params(("cid" = String, Path, description = "conversation id")), request_body = crate::api::openapi::Mute, responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(put, path = "/v1/conversations/{cid}/mute", tag = "members", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::Mute, responses((status = 200, body = crate::wire::Changed)))]
 pub async fn mute(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath(cid): ApiPath<String>,
     ApiJson(req): ApiJson<Mute>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let seq = gw.set_muted(&user, &device, &cid, req.muted).await?;
     Ok(done(&cid, Some(seq)))

@@ -6,26 +6,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use store::Page;
 
 use crate::actions::messages::Receipt;
 use crate::api::done;
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, AppState, User, rest_device};
 use crate::error::ApiError;
-use crate::frames;
 use crate::gateway::NewMessage;
+use crate::wire::{
+    Changed, EditMessage, Message, MessageChanged, MessagePage, PostMessage, ReadUpTo, Receipts,
+};
 
-#[derive(Deserialize)]
-pub struct PostMessage {
-    client_msg_id: String,
-    body: String,
-    reply_to: Option<i64>,
-    #[serde(default)]
-    mentions: Vec<String>,
-}
-
-#[utoipa::path(post, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id")), request_body = crate::api::openapi::PostMessage, responses((status = 201, body = crate::api::openapi::Ack)))]
+#[utoipa::path(post, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::PostMessage, responses((status = 201, body = crate::wire::Ack)))]
 pub async fn post_message(
     State(gw): State<AppState>,
     User(user): User,
@@ -52,13 +44,13 @@ pub struct HistoryQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("before" = Option<i64>, Query, description = "only messages below this seq"), ("after" = Option<i64>, Query, description = "only messages above this seq"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, body = crate::api::openapi::MessagePage)))]
+#[utoipa::path(get, path = "/v1/conversations/{cid}/messages", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("before" = Option<i64>, Query, description = "only messages below this seq"), ("after" = Option<i64>, Query, description = "only messages above this seq"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, body = crate::wire::MessagePage)))]
 pub async fn history(
     State(gw): State<AppState>,
     User(user): User,
     ApiPath(cid): ApiPath<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagePage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 200 {
         return Err(ApiError::invalid("invalid_limit", "limit is 1 to 200"));
@@ -76,88 +68,82 @@ pub async fn history(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "messages": page.messages.iter().map(frames::message).collect::<Vec<_>>(),
-        "has_more": page.has_more,
-    })))
-}
-
-#[derive(Deserialize)]
-pub struct EditMessage {
-    body: String,
+    Ok(Json(MessagePage {
+        messages: page.messages.iter().map(Message::from).collect(),
+        has_more: page.has_more,
+    }))
 }
 
 /// `PATCH /v1/conversations/{cid}/messages/{seq}` (the author).
-#[utoipa::path(patch, path = "/v1/conversations/{cid}/messages/{seq}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), request_body = crate::api::openapi::EditMessage, responses((status = 200, body = crate::api::openapi::MessageChanged)))]
+#[utoipa::path(patch, path = "/v1/conversations/{cid}/messages/{seq}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), request_body = crate::wire::EditMessage, responses((status = 200, body = crate::wire::MessageChanged)))]
 pub async fn edit_message(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, seq)): ApiPath<(String, i64)>,
     ApiJson(req): ApiJson<EditMessage>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageChanged>, ApiError> {
     let device = rest_device(&headers);
     let event_seq = gw.edit_message(&user, &device, &cid, seq, req.body).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
-    ))
+    Ok(Json(MessageChanged {
+        conversation_id: cid,
+        seq,
+        event_seq,
+    }))
 }
 
 /// `DELETE /v1/conversations/{cid}/messages/{seq}` (author, owner, admin).
-#[utoipa::path(delete, path = "/v1/conversations/{cid}/messages/{seq}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::api::openapi::MessageChanged)))]
+#[utoipa::path(delete, path = "/v1/conversations/{cid}/messages/{seq}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::wire::MessageChanged)))]
 pub async fn delete_message(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, seq)): ApiPath<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageChanged>, ApiError> {
     let device = rest_device(&headers);
     let event_seq = gw.delete_message(&user, &device, &cid, seq).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "seq": seq, "event_seq": event_seq}),
-    ))
+    Ok(Json(MessageChanged {
+        conversation_id: cid,
+        seq,
+        event_seq,
+    }))
 }
 
 /// `PUT /v1/conversations/{cid}/messages/{seq}/reactions/{emoji}`.
-#[utoipa::path(put, path = "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq"), ("emoji" = String, Path)), responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(put, path = "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq"), ("emoji" = String, Path)), responses((status = 200, body = crate::wire::Changed)))]
 pub async fn add_reaction(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, seq, emoji)): ApiPath<(String, i64, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let event_seq = gw.react(&user, &device, &cid, seq, &emoji, true).await?;
     Ok(done(&cid, event_seq))
 }
 
 /// `DELETE /v1/conversations/{cid}/messages/{seq}/reactions/{emoji}`.
-#[utoipa::path(delete, path = "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq"), ("emoji" = String, Path)), responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(delete, path = "/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq"), ("emoji" = String, Path)), responses((status = 200, body = crate::wire::Changed)))]
 pub async fn remove_reaction(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath((cid, seq, emoji)): ApiPath<(String, i64, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let event_seq = gw.react(&user, &device, &cid, seq, &emoji, false).await?;
     Ok(done(&cid, event_seq))
 }
 
-#[derive(Deserialize)]
-pub struct ReadUpTo {
-    seq: i64,
-}
-
 /// `POST /v1/conversations/{cid}/read`: read up to seq, for all devices.
-#[utoipa::path(post, path = "/v1/conversations/{cid}/read", tag = "receipts", params(("cid" = String, Path, description = "conversation id")), request_body = crate::api::openapi::ReadUpTo, responses((status = 200, body = crate::api::openapi::Changed)))]
+#[utoipa::path(post, path = "/v1/conversations/{cid}/read", tag = "receipts", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::ReadUpTo, responses((status = 200, body = crate::wire::Changed)))]
 pub async fn mark_read(
     State(gw): State<AppState>,
     User(user): User,
     headers: HeaderMap,
     ApiPath(cid): ApiPath<String>,
     ApiJson(req): ApiJson<ReadUpTo>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let device = rest_device(&headers);
     let event_seq = gw
         .receipt(&user, &device, &cid, req.seq, Receipt::Read)
@@ -166,14 +152,17 @@ pub async fn mark_read(
 }
 
 /// `GET /v1/conversations/{cid}/messages/{seq}/receipts`.
-#[utoipa::path(get, path = "/v1/conversations/{cid}/messages/{seq}/receipts", tag = "receipts", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::api::openapi::Receipts)))]
+#[utoipa::path(get, path = "/v1/conversations/{cid}/messages/{seq}/receipts", tag = "receipts", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::wire::Receipts)))]
 pub async fn receipts(
     State(gw): State<AppState>,
     User(user): User,
     ApiPath((cid, seq)): ApiPath<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Receipts>, ApiError> {
     let r = gw.receipts(&user, &cid, seq).await?;
-    Ok(Json(
-        json!({"conversation_id": cid, "seq": seq, "delivered_to": r.delivered_to, "read_by": r.read_by}),
-    ))
+    Ok(Json(Receipts {
+        conversation_id: cid,
+        seq,
+        delivered_to: r.delivered_to,
+        read_by: r.read_by,
+    }))
 }

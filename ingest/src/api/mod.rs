@@ -12,8 +12,12 @@ pub mod search;
 pub mod web;
 
 use axum::Json;
-use serde_json::{Value, json};
 
-pub(crate) fn done(cid: &str, event_seq: Option<i64>) -> Json<Value> {
-    Json(json!({"conversation_id": cid, "event_seq": event_seq}))
+use crate::wire::Changed;
+
+pub(crate) fn done(cid: &str, event_seq: Option<i64>) -> Json<Changed> {
+    Json(Changed {
+        conversation_id: cid.to_owned(),
+        event_seq,
+    })
 }

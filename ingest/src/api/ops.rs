@@ -2,23 +2,25 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use crate::api::extract::AppState;
 use crate::error::ApiError;
+use crate::wire::{Health, Ready};
 
-#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = crate::api::openapi::Health)))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = crate::wire::Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = crate::api::openapi::Ready)))]
-pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = crate::wire::Ready)))]
+pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Ready>, ApiError> {
     gw.require_ready()?;
     gw.store.conversation("readyz-probe").await?;
-    Ok(Json(
-        json!({"status": "ready", "node": gw.config.node_id, "sockets": gw.hub.len()}),
-    ))
+    Ok(Json(Ready {
+        status: "ready",
+        node: gw.config.node_id.clone(),
+        sockets: gw.hub.len(),
+    }))
 }
 
 pub async fn not_found() -> ApiError {

@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::api::extract::{ApiQuery, AppState, User};
 use crate::error::ApiError;
-use crate::frames::rfc3339;
 use crate::validate;
+use crate::wire::rfc3339;
+use crate::wire::{SearchHit, SearchResults};
 use schemas::now_millis;
 
 /// The longest query, in characters.
@@ -47,12 +47,12 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> 
         })
 }
 
-#[utoipa::path(get, path = "/v1/search", tag = "search", params(("q" = String, Query, description = "words; \"a phrase\"; the last word matches as a prefix"), ("conversation_id" = Option<String>, Query), ("sender_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339 or epoch milliseconds, inclusive"), ("to" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("offset" = Option<i64>, Query, description = "at most 1000")), responses((status = 200, body = crate::api::openapi::SearchResults)))]
+#[utoipa::path(get, path = "/v1/search", tag = "search", params(("q" = String, Query, description = "words; \"a phrase\"; the last word matches as a prefix"), ("conversation_id" = Option<String>, Query), ("sender_id" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339 or epoch milliseconds, inclusive"), ("to" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("offset" = Option<i64>, Query, description = "at most 1000")), responses((status = 200, body = crate::wire::SearchResults)))]
 pub async fn search(
     State(gw): State<AppState>,
     User(user): User,
     ApiQuery(p): ApiQuery<SearchParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchResults>, ApiError> {
     let text = p.q.unwrap_or_default();
     if text.trim().is_empty() {
         return Err(ApiError::invalid("invalid_query", "q is required"));
@@ -116,24 +116,22 @@ pub async fn search(
         search::SearchError::InvalidQuery(message) => ApiError::invalid("invalid_query", message),
         e => ApiError::unavailable("search", e),
     })?;
-    let hits: Vec<Value> = results
+    let hits = results
         .hits
-        .iter()
-        .map(|h| {
-            json!({
-                "conversation_id": h.conversation_id,
-                "seq": h.seq,
-                "message_id": h.message_id,
-                "sender_id": h.sender_id,
-                "sent_at": rfc3339(h.sent_at),
-                "snippet": h.snippet,
-                "score": h.score,
-            })
+        .into_iter()
+        .map(|h| SearchHit {
+            sent_at: rfc3339(h.sent_at),
+            conversation_id: h.conversation_id,
+            seq: h.seq,
+            message_id: h.message_id,
+            sender_id: h.sender_id,
+            snippet: h.snippet,
+            score: h.score,
         })
         .collect();
-    let mut body = json!({"hits": hits, "has_more": results.has_more});
-    if results.has_more {
-        body["next_offset"] = json!(offset + limit);
-    }
-    Ok(Json(body))
+    Ok(Json(SearchResults {
+        hits,
+        has_more: results.has_more,
+        next_offset: results.has_more.then_some(offset + limit),
+    }))
 }

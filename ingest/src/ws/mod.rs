@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -286,7 +286,7 @@ async fn handle(
     let with_ref = |e: ApiError| (reference.clone(), e);
     match frame {
         ClientFrame::Ping => {
-            socket.send(json!({"type": "pong"}).to_string());
+            socket.send(crate::frames::Frame::Pong.text());
         }
         ClientFrame::Send {
             conversation_id,
@@ -306,17 +306,7 @@ async fn handle(
                 .send_message(&claims.sub, &socket.device_id, new)
                 .await
                 .map_err(with_ref)?;
-            socket.send(
-                json!({
-                    "type": "ack",
-                    "client_msg_id": ack.client_msg_id,
-                    "seq": ack.seq,
-                    "message_id": ack.message_id,
-                    "conversation_id": ack.conversation_id,
-                    "sent_at": ack.sent_at,
-                })
-                .to_string(),
-            );
+            socket.send(crate::frames::Frame::Ack(&ack).text());
         }
         ClientFrame::Read {
             conversation_id,

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::json;
 use store::Page;
 use tracing::{debug, warn};
 
@@ -55,7 +54,7 @@ pub async fn resume(
         }
     }
     socket.end_awaiting();
-    socket.send(json!({"type": "resumed", "events": resumed}).to_string());
+    socket.send(crate::frames::Frame::Resumed { events: resumed }.text());
     Ok(())
 }
 
