@@ -99,6 +99,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            api::writes_need_ready,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(gw)
 }
