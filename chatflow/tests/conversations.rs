@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
-//! The conversation features users expect, end to end on the real binary:
-//! groups and roles, edits, deletes, replies, mentions, reactions, receipts,
+//! The conversation features users expect, end to end on the real binary,
+//! one test per behaviour: groups and roles, who may do what, direct
+//! conversations, edits, deletes, replies, mentions, reactions, receipts,
 //! typing, presence and last seen, unread counts and the conversation list,
-//! mute, several devices per user, device registration; and who may do what.
+//! mute, several devices per user, device registration.
 
 mod common;
 
@@ -58,18 +59,22 @@ fn is_event(f: &Value, cid: &str, kind: &str) -> bool {
     f["type"] == "event" && f["conversation_id"] == cid && f["kind"] == kind
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_roles_and_who_may_do_what() {
+/// A fresh chatflow and an API client per user.
+async fn start<const N: usize>(users: [&str; N]) -> (tempfile::TempDir, Chatflow, [Api; N]) {
     let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start(&dir.path().join("data")).await;
+    let mut apis = Vec::new();
+    for user in users {
+        apis.push(Api::new(&cf, &cf.token(user).await));
+    }
+    let apis: [Api; N] = apis.try_into().ok().unwrap();
+    (dir, cf, apis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_admins_manage_members_roles_and_settings() {
+    let (dir, cf, [alice, bob, carol, dave]) = start(["alice", "bob", "carol", "dave"]).await;
     let data = dir.path().join("data");
-    let cf = Chatflow::start(&data).await;
-    let [alice, bob, carol, dave, eve] = [
-        Api::new(&cf, &cf.token("alice").await),
-        Api::new(&cf, &cf.token("bob").await),
-        Api::new(&cf, &cf.token("carol").await),
-        Api::new(&cf, &cf.token("dave").await),
-        Api::new(&cf, &cf.token("eve").await),
-    ];
     let cid = alice.create_group(&["bob"]).await;
     let path = |p: &str| format!("/v1/conversations/{cid}{p}");
 
@@ -167,6 +172,13 @@ async fn groups_roles_and_who_may_do_what() {
         )
         .await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_and_plain_members_are_refused_everywhere() {
+    let (_dir, cf, [alice, carol, eve]) = start(["alice", "carol", "eve"]).await;
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    let path = |p: &str| format!("/v1/conversations/{cid}{p}");
 
     // The authorization matrix for someone outside the conversation.
     let m = post(&alice, &cid, "m1", json!({"body": "hello"})).await;
@@ -239,7 +251,11 @@ async fn groups_roles_and_who_may_do_what() {
         let f = ws.until_where(|f| f["type"] == "error").await;
         assert_eq!(f["code"], "forbidden", "{frame}");
     }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_conversation_is_one_per_pair_with_fixed_members() {
+    let (_dir, _cf, [alice, bob]) = start(["alice", "bob"]).await;
     // Direct conversations: one per pair, two members for good.
     let (s, b) = alice
         .post(
@@ -264,8 +280,21 @@ async fn groups_roles_and_who_may_do_what() {
         )
         .await;
     assert_eq!((s, code(&b)), (409, "direct_conversation"));
+}
 
-    // The last owner leaving hands the group over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_owner_leaving_hands_the_group_to_an_admin() {
+    let (_dir, _cf, [alice, bob]) = start(["alice", "bob"]).await;
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    let path = |p: &str| format!("/v1/conversations/{cid}{p}");
+    let (s, _) = alice
+        .call(
+            "PUT",
+            &path("/members/bob/role"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 200);
     let (s, _) = alice.call("DELETE", &path("/members/alice"), None).await;
     assert_eq!(s, 200);
     let conv = conversation(&bob, &cid).await;
@@ -274,23 +303,11 @@ async fn groups_roles_and_who_may_do_what() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_reactions_receipts_typing_presence_and_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let cf = Chatflow::start(&dir.path().join("data")).await;
-    let [alice, bob, carol] = [
-        Api::new(&cf, &cf.token("alice").await),
-        Api::new(&cf, &cf.token("bob").await),
-        Api::new(&cf, &cf.token("carol").await),
-    ];
+async fn replies_edits_reactions_and_deletes_reach_every_device_and_history() {
+    let (_dir, cf, [alice, bob, carol]) = start(["alice", "bob", "carol"]).await;
     let cid = alice.create_group(&["bob", "carol"]).await;
-    let quiet = bob.create_group(&["alice"]).await;
-    // Eve shares no conversation with them: her socket must hear nothing.
-    let eve = cf.token("eve").await;
-    let mut eve_ws = Ws::connect(&cf, &eve, "e-phone").await;
-    eve_ws.live().await;
     let path = |p: &str| format!("/v1/conversations/{cid}{p}");
-
-    // Alice on one device; bob on two; carol comes later.
+    // Alice on one device, bob on two.
     let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
     a.live().await;
     let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
@@ -383,6 +400,26 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
         (404, "not_found"),
         "no reactions on a tombstone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_counts_receipts_and_the_list_follow_every_device() {
+    let (_dir, cf, [alice, bob, _carol]) = start(["alice", "bob", "carol"]).await;
+    let quiet = bob.create_group(&["alice"]).await;
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    let path = |p: &str| format!("/v1/conversations/{cid}{p}");
+    let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
+    a.live().await;
+    let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
+    b1.live().await;
+    let mut b2 = Ws::connect(&cf, &bob.token, "b-laptop").await;
+    b2.live().await;
+    let first = post(&alice, &cid, "m1", json!({"body": "lunch?"})).await;
+    let reply = post(&bob, &cid, "m2", json!({"body": "yes"})).await;
+    let (s, _) = bob
+        .call("DELETE", &path(&format!("/messages/{reply}")), None)
+        .await;
+    assert_eq!(s, 200);
 
     // Unread counts and the list, newest activity first, with a preview.
     let (_, list) = bob.get("/v1/conversations").await;
@@ -427,6 +464,21 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
     assert_eq!(list["conversations"][0]["unread_count"], 0);
     let (s, b) = bob.post(&path("/read"), json!({"seq": 1_000_000})).await;
     assert_eq!((s, code(&b)), (400, "invalid_seq"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_presence_reach_the_members_and_no_one_else() {
+    let (_dir, cf, [alice, bob, carol]) = start(["alice", "bob", "carol"]).await;
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    // Eve shares no conversation with them: her socket must hear nothing.
+    let eve = cf.token("eve").await;
+    let mut eve_ws = Ws::connect(&cf, &eve, "e-phone").await;
+    eve_ws.live().await;
+    let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
+    a.live().await;
+    let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
+    b1.live().await;
+    post(&alice, &cid, "m1", json!({"body": "lunch?"})).await;
 
     // Typing: the others see it, with how long to show it; throttled.
     b1.send(json!({"type": "typing", "conversation_id": cid}))
@@ -461,6 +513,23 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
     assert_eq!((s, seen["online"].as_bool()), (200, Some(false)));
     assert_eq!(seen["last_seen"], p["last_seen"]);
 
+    // Nothing of theirs (events, typing, presence) reached eve: everything
+    // above was delivered by now, since later frames reached the others.
+    let leaked = eve_ws.pending(std::time::Duration::from_millis(300)).await;
+    assert!(
+        leaked.iter().all(|f| f["type"] == "pong"),
+        "eve received {leaked:?}"
+    );
+    let (s, b) = Api::new(&cf, &eve).get("/v1/users/carol/presence").await;
+    assert_eq!((s, code(&b)), (403, "forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_and_push_devices_are_the_callers_own() {
+    let (_dir, _cf, [alice, bob, _carol]) = start(["alice", "bob", "carol"]).await;
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    let path = |p: &str| format!("/v1/conversations/{cid}{p}");
+
     // Mute is the caller's own setting.
     let (s, _) = bob
         .call("PUT", &path("/mute"), Some(json!({"muted": true})))
@@ -478,16 +547,6 @@ async fn messages_reactions_receipts_typing_presence_and_devices() {
     let (_, al) = alice.get("/v1/conversations").await;
     assert_eq!(muted(&bl, &cid), Some(json!(true)));
     assert_eq!(muted(&al, &cid), Some(json!(false)));
-
-    // Nothing of theirs (events, typing, presence) reached eve: everything
-    // above was delivered by now, since later frames reached the others.
-    let leaked = eve_ws.pending(std::time::Duration::from_millis(300)).await;
-    assert!(
-        leaked.iter().all(|f| f["type"] == "pong"),
-        "eve received {leaked:?}"
-    );
-    let (s, b) = Api::new(&cf, &eve).get("/v1/users/carol/presence").await;
-    assert_eq!((s, code(&b)), (403, "forbidden"));
 
     // Devices for push notifications.
     let (s, _) = bob
