@@ -12,7 +12,7 @@ use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use search::SearchIndex;
 use store::Store;
-use streams::{Assignment, KafkaConfig, Producer};
+use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Stage};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -200,6 +200,30 @@ impl Node {
         } else {
             self.args.fetch.presence_fetch_wait()
         }
+    }
+
+    /// A consumer of `chat.events` in `group`, taking partitions as this
+    /// process does.
+    pub fn events_spec(&self, group: &str, max_batch: usize, fetch_wait: Duration) -> ConsumerSpec {
+        ConsumerSpec {
+            group: group.into(),
+            topics: vec![streams::topics::EVENTS.into()],
+            max_batch,
+            fetch_wait,
+            assignment: self.assignment(),
+            ..Default::default()
+        }
+    }
+
+    /// Runs `stage` as `spec` says until `shutdown` (see [`streams::run_stage`]).
+    pub fn run_stage(
+        &self,
+        spec: ConsumerSpec,
+        stage: Arc<dyn Stage>,
+        shutdown: CancellationToken,
+    ) -> crate::Running {
+        let kafka = self.kafka.clone();
+        Box::pin(async move { Ok(streams::run_stage(&kafka, spec, stage, shutdown).await?) })
     }
 
     /// The token a follower thread of this process stops on.

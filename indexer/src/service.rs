@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cli::{Node, Running};
-use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, run_stage};
+use streams::topics::TopicSpec;
 use tokio_util::sync::CancellationToken;
 
 use crate::{GROUP, Indexer};
@@ -41,17 +40,8 @@ impl cli::Service for Service {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Running> {
         let index = node.search().await?.context("no search index")?;
-        let spec = ConsumerSpec {
-            group: GROUP.into(),
-            topics: vec![topics::EVENTS.into()],
-            max_batch: self.0.max_batch,
-            fetch_wait: node.args.fetch.index_fetch_wait(),
-            assignment: node.assignment(),
-            ..Default::default()
-        };
-        let (kafka, stage) = (node.kafka.clone(), Arc::new(Indexer::new(index)));
-        Ok(Box::pin(async move {
-            Ok(run_stage(&kafka, spec, stage, shutdown).await?)
-        }))
+        let fetch_wait = node.args.fetch.index_fetch_wait();
+        let spec = node.events_spec(GROUP, self.0.max_batch, fetch_wait);
+        Ok(node.run_stage(spec, Arc::new(Indexer::new(index)), shutdown))
     }
 }

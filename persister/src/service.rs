@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cli::{Node, Running};
 use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, KafkaConfig, StageStatus, run_stage};
+use streams::{ConsumerSpec, KafkaConfig, StageStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -59,17 +59,12 @@ impl cli::Service for Service {
                 }
             }
         });
+        let fetch_wait = node.args.fetch.store_fetch_wait();
         let spec = ConsumerSpec {
-            group: GROUP.into(),
-            topics: vec![topics::EVENTS.into()],
-            max_batch: self.0.max_batch,
-            fetch_wait: node.args.fetch.store_fetch_wait(),
-            assignment: node.assignment(),
             status,
+            ..node.events_spec(GROUP, self.0.max_batch, fetch_wait)
         };
-        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
-        let consume: Running =
-            Box::pin(async move { Ok(run_stage(&kafka, spec, stage, token).await?) });
+        let consume = node.run_stage(spec, stage, shutdown.clone());
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
         let catch_up: Running = Box::pin(async move {
             if wait_caught_up(kafka, token).await? {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cli::{Node, Running};
-use streams::topics::{self, TopicSpec};
-use streams::{ConsumerSpec, StageStatus, run_stage};
+use streams::topics::TopicSpec;
+use streams::{ConsumerSpec, StageStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Fanout, GROUP, RouterStage, SIGNALS_GROUP};
@@ -56,17 +56,12 @@ impl cli::Service for Service {
             let status = status.clone();
             move || (status.partitions() == 0).then(|| "the router holds no partition".into())
         });
+        let fetch_wait = node.args.fetch.live_fetch_wait();
         let spec = ConsumerSpec {
-            group: GROUP.into(),
-            topics: vec![topics::EVENTS.into()],
-            max_batch: self.0.max_batch,
-            fetch_wait: node.args.fetch.live_fetch_wait(),
-            assignment: node.assignment(),
             status,
+            ..node.events_spec(GROUP, self.0.max_batch, fetch_wait)
         };
-        let (kafka, token) = (node.kafka.clone(), shutdown.clone());
-        let events: Running =
-            Box::pin(async move { Ok(run_stage(&kafka, spec, Arc::new(stage), token).await?) });
+        let events = node.run_stage(spec, Arc::new(stage), shutdown.clone());
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
         let (fetch_wait, assignment) = (node.args.fetch.signals_fetch_wait(), node.assignment());
         let signals: Running = Box::pin(async move {
