@@ -59,6 +59,13 @@ fn is_event(f: &Value, cid: &str, kind: &str) -> bool {
     f["type"] == "event" && f["conversation_id"] == cid && f["kind"] == kind
 }
 
+/// A live socket of `device`.
+async fn online(cf: &Chatflow, token: &str, device: &str) -> Ws {
+    let mut ws = Ws::connect(cf, token, device).await;
+    ws.live().await;
+    ws
+}
+
 /// A fresh chatflow and an API client per user.
 async fn start<const N: usize>(users: [&str; N]) -> (tempfile::TempDir, Chatflow, [Api; N]) {
     let dir = tempfile::tempdir().unwrap();
@@ -308,12 +315,9 @@ async fn replies_edits_reactions_and_deletes_reach_every_device_and_history() {
     let cid = alice.create_group(&["bob", "carol"]).await;
     let path = |p: &str| format!("/v1/conversations/{cid}{p}");
     // Alice on one device, bob on two.
-    let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
-    a.live().await;
-    let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
-    b1.live().await;
-    let mut b2 = Ws::connect(&cf, &bob.token, "b-laptop").await;
-    b2.live().await;
+    let mut a = online(&cf, &alice.token, "a-phone").await;
+    let mut b1 = online(&cf, &bob.token, "b-phone").await;
+    let mut b2 = online(&cf, &bob.token, "b-laptop").await;
 
     // Replies and mentions; every device of every member gets the event.
     let first = post(&alice, &cid, "m1", json!({"body": "lunch?"})).await;
@@ -408,12 +412,9 @@ async fn unread_counts_receipts_and_the_list_follow_every_device() {
     let quiet = bob.create_group(&["alice"]).await;
     let cid = alice.create_group(&["bob", "carol"]).await;
     let path = |p: &str| format!("/v1/conversations/{cid}{p}");
-    let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
-    a.live().await;
-    let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
-    b1.live().await;
-    let mut b2 = Ws::connect(&cf, &bob.token, "b-laptop").await;
-    b2.live().await;
+    let mut a = online(&cf, &alice.token, "a-phone").await;
+    let mut b1 = online(&cf, &bob.token, "b-phone").await;
+    let mut b2 = online(&cf, &bob.token, "b-laptop").await;
     let first = post(&alice, &cid, "m1", json!({"body": "lunch?"})).await;
     let reply = post(&bob, &cid, "m2", json!({"body": "yes"})).await;
     let (s, _) = bob
@@ -472,12 +473,9 @@ async fn typing_and_presence_reach_the_members_and_no_one_else() {
     let cid = alice.create_group(&["bob", "carol"]).await;
     // Eve shares no conversation with them: her socket must hear nothing.
     let eve = cf.token("eve").await;
-    let mut eve_ws = Ws::connect(&cf, &eve, "e-phone").await;
-    eve_ws.live().await;
-    let mut a = Ws::connect(&cf, &alice.token, "a-phone").await;
-    a.live().await;
-    let mut b1 = Ws::connect(&cf, &bob.token, "b-phone").await;
-    b1.live().await;
+    let mut eve_ws = online(&cf, &eve, "e-phone").await;
+    let mut a = online(&cf, &alice.token, "a-phone").await;
+    let mut b1 = online(&cf, &bob.token, "b-phone").await;
     post(&alice, &cid, "m1", json!({"body": "lunch?"})).await;
 
     // Typing: the others see it, with how long to show it; throttled.
@@ -492,8 +490,7 @@ async fn typing_and_presence_reach_the_members_and_no_one_else() {
 
     // Presence: carol comes online, alice is told; carol leaves, alice is
     // told when she was last seen, and can ask.
-    let mut c = Ws::connect(&cf, &carol.token, "c-phone").await;
-    c.live().await;
+    let c = online(&cf, &carol.token, "c-phone").await;
     let p = a
         .until_where(|f| f["type"] == "presence" && f["user_id"] == "carol")
         .await;
