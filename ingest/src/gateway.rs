@@ -2,11 +2,11 @@
 //! an event produced to `chat.events`, answered only once the broker has
 //! acknowledged it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use schemas::{Actor, ChatEvent, Codec, DevicePresence, MessagePosted, Payload, Typing};
+use schemas::{Actor, ChatEvent, Codec, DevicePresence, Payload, Typing};
 use store::{Member, Store};
 use streams::{Producer, topics};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use crate::auth::Auth;
 use crate::delivery::hub::Hub;
 use crate::error::ApiError;
 use crate::rate::RateLimiter;
+use crate::sends::RecentSends;
 use crate::validate;
 pub use crate::wire::Ack;
 use schemas::now_millis;
@@ -55,26 +56,6 @@ pub struct GatewayConfig {
     pub dev_auth: bool,
 }
 
-pub struct NewMessage {
-    pub conversation_id: String,
-    pub client_msg_id: String,
-    pub body: String,
-    pub reply_to: Option<i64>,
-    pub mentions: Vec<String>,
-}
-
-type SendKey = (String, String, String);
-
-/// Recent sends by (conversation, sender, client_msg_id). A slot's lock
-/// makes concurrent retries wait for the first one's answer.
-#[derive(Default)]
-struct RecentSends {
-    slots: HashMap<SendKey, Arc<tokio::sync::Mutex<Option<Ack>>>>,
-    order: VecDeque<SendKey>,
-}
-
-const RECENT_SENDS: usize = 100_000;
-
 /// The highest seq this node produced per conversation, for any event and
 /// for membership changes: reads wait until the store has applied them.
 #[derive(Default)]
@@ -110,7 +91,7 @@ pub struct Gateway {
     readiness: Option<Readiness>,
     producer: Producer,
     rate: RateLimiter,
-    recent: Mutex<RecentSends>,
+    pub(crate) recent: RecentSends,
     written: Mutex<Written>,
 }
 
@@ -137,7 +118,7 @@ impl Gateway {
             readiness: None,
             producer,
             rate,
-            recent: Mutex::default(),
+            recent: RecentSends::default(),
             written: Mutex::default(),
         }
     }
@@ -364,91 +345,5 @@ impl Gateway {
         } else {
             Err(ApiError::not_found("no such conversation"))
         }
-    }
-
-    pub async fn send_message(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        m: NewMessage,
-    ) -> Result<Ack, ApiError> {
-        validate::named_id("client_msg_id", &m.client_msg_id)?;
-        validate::body(&m.body, self.config.limits.max_body_bytes)?;
-        if m.mentions.len() > 100 {
-            return Err(ApiError::invalid(
-                "invalid_mentions",
-                "at most 100 mentions",
-            ));
-        }
-        for u in &m.mentions {
-            validate::named_id("mentions", u)?;
-        }
-        self.require_member(&m.conversation_id, user_id).await?;
-        self.check_rate(user_id)?;
-        let key = (
-            m.conversation_id.clone(),
-            user_id.to_owned(),
-            m.client_msg_id.clone(),
-        );
-        let slot = self.slot(&key);
-        let mut answer = slot.lock().await;
-        if let Some(ack) = answer.as_ref() {
-            return Ok(ack.clone());
-        }
-        if let Some(stored) = self
-            .store
-            .message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id)
-            .await?
-        {
-            let ack = Ack {
-                client_msg_id: m.client_msg_id,
-                seq: stored.seq,
-                message_id: stored.message_id,
-                conversation_id: stored.conversation_id,
-                sent_at: crate::wire::rfc3339(stored.sent_at),
-            };
-            *answer = Some(ack.clone());
-            return Ok(ack);
-        }
-        let message_id = ulid::Ulid::new().to_string();
-        let actor = Actor {
-            user_id: user_id.to_owned(),
-            device_id: device_id.to_owned(),
-        };
-        let payload = Payload::MessagePosted(MessagePosted {
-            message_id: message_id.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            body: m.body,
-            reply_to: m.reply_to,
-            mentions: m.mentions,
-        });
-        let (seq, event) = self.publish(&m.conversation_id, actor, payload).await?;
-        let ack = Ack {
-            client_msg_id: m.client_msg_id,
-            seq,
-            message_id,
-            conversation_id: m.conversation_id,
-            sent_at: crate::wire::rfc3339(event.occurred_at),
-        };
-        *answer = Some(ack.clone());
-        Ok(ack)
-    }
-
-    fn slot(&self, key: &SendKey) -> Arc<tokio::sync::Mutex<Option<Ack>>> {
-        let Ok(mut recent) = self.recent.lock() else {
-            return Arc::default();
-        };
-        if let Some(slot) = recent.slots.get(key) {
-            return slot.clone();
-        }
-        if recent.order.len() >= RECENT_SENDS
-            && let Some(old) = recent.order.pop_front()
-        {
-            recent.slots.remove(&old);
-        }
-        let slot: Arc<tokio::sync::Mutex<Option<Ack>>> = Arc::default();
-        recent.slots.insert(key.clone(), slot.clone());
-        recent.order.push_back(key.clone());
-        slot
     }
 }

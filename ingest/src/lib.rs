@@ -10,6 +10,7 @@ pub mod error;
 mod frames;
 pub mod gateway;
 mod rate;
+mod sends;
 mod server;
 mod service;
 mod validate;

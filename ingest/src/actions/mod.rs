@@ -5,3 +5,4 @@ pub mod conversations;
 pub mod members;
 pub mod messages;
 pub mod people;
+pub mod send;

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use store::Page;
 
 use crate::actions::messages::Receipt;
+use crate::actions::send::NewMessage;
 use crate::api::done;
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, AppState, User, rest_device};
 use crate::error::ApiError;
-use crate::gateway::NewMessage;
 use crate::wire::{
     Changed, EditMessage, Message, MessageChanged, MessagePage, PostMessage, ReadUpTo, Receipts,
 };

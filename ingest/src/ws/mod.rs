@@ -16,12 +16,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::actions::messages::Receipt;
+use crate::actions::send::NewMessage;
 use crate::api::extract::{ApiQuery, AppState};
 use crate::auth::Claims;
 use crate::delivery::hub::{Outbound, Socket};
 use crate::error::ApiError;
 use crate::frames;
-use crate::gateway::{Gateway, NewMessage};
+use crate::gateway::Gateway;
 
 use crate::validate;
 

@@ -1,0 +1,88 @@
+//! Sending a message: validated, checked against membership and the rate
+//! limit, and answered once per client_msg_id however often it is retried
+//! (a retry after a restart finds the stored message).
+
+use schemas::{Actor, MessagePosted, Payload};
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::validate;
+use crate::wire::Ack;
+
+pub struct NewMessage {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub body: String,
+    pub reply_to: Option<i64>,
+    pub mentions: Vec<String>,
+}
+
+impl Gateway {
+    pub async fn send_message(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        m: NewMessage,
+    ) -> Result<Ack, ApiError> {
+        validate::named_id("client_msg_id", &m.client_msg_id)?;
+        validate::body(&m.body, self.config.limits.max_body_bytes)?;
+        if m.mentions.len() > 100 {
+            return Err(ApiError::invalid(
+                "invalid_mentions",
+                "at most 100 mentions",
+            ));
+        }
+        for u in &m.mentions {
+            validate::named_id("mentions", u)?;
+        }
+        self.require_member(&m.conversation_id, user_id).await?;
+        self.check_rate(user_id)?;
+        let key = (
+            m.conversation_id.clone(),
+            user_id.to_owned(),
+            m.client_msg_id.clone(),
+        );
+        let slot = self.recent.slot(&key);
+        let mut answer = slot.lock().await;
+        if let Some(ack) = answer.as_ref() {
+            return Ok(ack.clone());
+        }
+        if let Some(stored) = self
+            .store
+            .message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id)
+            .await?
+        {
+            let ack = Ack {
+                client_msg_id: m.client_msg_id,
+                seq: stored.seq,
+                message_id: stored.message_id,
+                conversation_id: stored.conversation_id,
+                sent_at: crate::wire::rfc3339(stored.sent_at),
+            };
+            *answer = Some(ack.clone());
+            return Ok(ack);
+        }
+        let message_id = ulid::Ulid::new().to_string();
+        let actor = Actor {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+        };
+        let payload = Payload::MessagePosted(MessagePosted {
+            message_id: message_id.clone(),
+            client_msg_id: m.client_msg_id.clone(),
+            body: m.body,
+            reply_to: m.reply_to,
+            mentions: m.mentions,
+        });
+        let (seq, event) = self.publish(&m.conversation_id, actor, payload).await?;
+        let ack = Ack {
+            client_msg_id: m.client_msg_id,
+            seq,
+            message_id,
+            conversation_id: m.conversation_id,
+            sent_at: crate::wire::rfc3339(event.occurred_at),
+        };
+        *answer = Some(ack.clone());
+        Ok(ack)
+    }
+}
