@@ -432,3 +432,43 @@ impl Ws {
         }
     }
 }
+
+/// The `code` of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error>")
+}
+
+/// Posts a message over REST as `api`; its seq.
+pub async fn post(api: &Api, cid: &str, id: &str, body: Value) -> i64 {
+    let mut req = body;
+    req["client_msg_id"] = json!(id);
+    let (status, ack) = api
+        .post(&format!("/v1/conversations/{cid}/messages"), req)
+        .await;
+    assert_eq!(status, 201, "{ack}");
+    ack["seq"].as_i64().unwrap()
+}
+
+/// An event frame of `kind` in `cid`.
+pub fn is_event(f: &Value, cid: &str, kind: &str) -> bool {
+    f["type"] == "event" && f["conversation_id"] == cid && f["kind"] == kind
+}
+
+/// A live socket of `device`.
+pub async fn online(cf: &Chatflow, token: &str, device: &str) -> Ws {
+    let mut ws = Ws::connect(cf, token, device).await;
+    ws.live().await;
+    ws
+}
+
+/// A fresh chatflow and an API client per user.
+pub async fn start<const N: usize>(users: [&str; N]) -> (tempfile::TempDir, Chatflow, [Api; N]) {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start(&dir.path().join("data")).await;
+    let mut apis = Vec::new();
+    for user in users {
+        apis.push(Api::new(&cf, &cf.token(user).await));
+    }
+    let apis: [Api; N] = apis.try_into().ok().unwrap();
+    (dir, cf, apis)
+}
