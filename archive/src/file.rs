@@ -1,0 +1,137 @@
+//! `file://<dir>`: one file per object under a directory. A put writes a
+//! temporary file, syncs it, renames it over the key and syncs the
+//! directory, so an object is whole and durable once `put` returns.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Archive, ArchiveError, ObjectInfo, Result, check_key, check_prefix};
+
+/// Files being written start with this (never a valid key segment).
+const TEMP: &str = "~tmp-";
+
+pub struct FileArchive {
+    root: PathBuf,
+}
+
+impl FileArchive {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        Ok(FileArchive { root })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ArchiveError::Transient(e.to_string()))?
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> ArchiveError {
+    ArchiveError::Transient(format!("{}: {e}", path.display()))
+}
+
+fn put_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    let temp = dir.join(format!("{TEMP}{}-{name}", std::process::id()));
+    let mut file = std::fs::File::create(&temp).map_err(|e| io(&temp, e))?;
+    file.write_all(bytes).map_err(|e| io(&temp, e))?;
+    file.sync_all().map_err(|e| io(&temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| io(path, e))?;
+    // The rename is durable once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+/// Every object file below `dir`, keys relative to `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| io(&path, e))?;
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() {
+            let Ok(relative) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key = relative.to_string_lossy().replace('\\', "/");
+            if check_key(&key).is_ok() {
+                let size = entry.metadata().map_err(|e| io(&path, e))?.len();
+                out.push(ObjectInfo { key, size });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Archive for FileArchive {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let path = self.path(key)?;
+        Self::blocking(move || put_durably(&path, &bytes)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let path = self.path(key)?;
+        Self::blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A key that is a directory here holds no object.
+            Err(_) if path.is_dir() => Ok(None),
+            Err(e) => Err(io(&path, e)),
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_prefix(prefix)?;
+        let (root, prefix) = (self.root.clone(), prefix.to_owned());
+        Self::blocking(move || {
+            // Walk only the directory the prefix is inside of.
+            let start = match prefix.rfind('/') {
+                Some(i) => root.join(&prefix[..i]),
+                None => root.clone(),
+            };
+            let mut out = Vec::new();
+            walk(&root, &start, &mut out)?;
+            out.retain(|o| o.key.starts_with(&prefix));
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        Self::blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(_) if path.is_dir() => Ok(()),
+            Err(e) => Err(io(&path, e)),
+        })
+        .await
+    }
+}
