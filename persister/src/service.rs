@@ -45,8 +45,11 @@ impl cli::Service for Service {
         let stage = Arc::new(Persister::new(node.store().await?));
         // A gateway in this process takes no write before the store holds
         // every event already on the log: a retried send is then
-        // recognised as the message it already is.
-        let (status, caught_up) = (Arc::<StageStatus>::default(), Arc::<AtomicBool>::default());
+        // recognised as the message it already is. Without a gateway here
+        // nobody waits for that, and nothing checks.
+        let gated = node.runs("ingest");
+        let status = Arc::<StageStatus>::default();
+        let caught_up = Arc::new(AtomicBool::new(!gated));
         node.require({
             let (status, caught_up) = (status.clone(), caught_up.clone());
             move || {
@@ -65,6 +68,9 @@ impl cli::Service for Service {
             ..node.events_spec(GROUP, self.0.max_batch, fetch_wait)
         };
         let consume = node.run_stage(spec, stage, shutdown.clone());
+        if !gated {
+            return Ok(consume);
+        }
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
         let catch_up: Running = Box::pin(async move {
             if wait_caught_up(kafka, token).await? {

@@ -6,7 +6,6 @@ use chat::{Role, rules};
 use schemas::{
     DeliveredUpTo, MessageDeleted, MessageEdited, Payload, ReactionAdded, ReactionRemoved, ReadUpTo,
 };
-use serde::Serialize;
 use store::Message;
 
 use crate::actions::members::actor;
@@ -17,7 +16,7 @@ use crate::validate;
 
 /// Who has a message: members (other than its sender) whose delivered or
 /// read cursor is at or past it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Receipts {
     pub delivered_to: Vec<String>,
     pub read_by: Vec<String>,
