@@ -99,6 +99,20 @@ async fn wait_port(addr: SocketAddr, what: &str) {
     }
 }
 
+/// The stage processes join their consumer groups some seconds after they
+/// start; until the persister consumes, a send to a new conversation is
+/// refused (its membership is not in the store yet).
+async fn until_stored(api: &Api, cid: &str) {
+    let started = Instant::now();
+    while api.get(&format!("/v1/conversations/{cid}")).await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the persister never stored {cid}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends until the other side receives one live, proving both presences
 /// reached the router; returns that event.
 async fn until_live(from: &mut Ws, to: &mut Ws, cid: &str, tag: &str) -> Value {
@@ -218,6 +232,7 @@ async fn stages_as_processes_on_two_nodes_survive_a_killed_persister() {
 
     let (ta, tb) = (dev_token(n1, "alice").await, dev_token(n2, "bob").await);
     let cid = Api::at(n1, &ta).create_group(&["bob"]).await;
+    until_stored(&Api::at(n1, &ta), &cid).await;
 
     let connect = |node: SocketAddr, token: String, device: &'static str| async move {
         let mut ws = Ws::connect_to(node, &token, device).await;
