@@ -3,9 +3,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features chatflow/dynamodb -p chatflow -p ingest -p router -p persister -p indexer \
+RUN cargo build --release --locked --features chatflow/dynamodb,chatflow/s3 -p chatflow -p ingest -p router -p persister -p indexer -p archiver \
  && mkdir /out \
- && cp target/release/chatflow target/release/ingest target/release/router target/release/persister target/release/indexer /out/
+ && cp target/release/chatflow target/release/ingest target/release/router target/release/persister target/release/indexer target/release/archiver /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

@@ -7,6 +7,7 @@
 mod file;
 #[cfg(feature = "s3")]
 mod s3;
+pub mod segment;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -2,6 +2,7 @@
 //! every stage in one process, with the embedded broker and store by
 //! default; the other subcommands are operators' tools.
 
+mod archive;
 mod serve;
 mod tools;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Administration tasks.
     #[command(subcommand)]
     Admin(tools::Admin),
+    /// The event-log archive on object storage.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
     /// Measure send→receive latency and throughput against a fresh chatflow.
     Bench(loadgen::bench::BenchArgs),
 }
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Topics(args)) => tools::topics(args),
         Some(Command::Broker(args)) => runtime.block_on(tools::broker(args)),
         Some(Command::Admin(command)) => runtime.block_on(tools::admin(command)),
+        Some(Command::Archive(command)) => runtime.block_on(archive::run(command)),
         Some(Command::Bench(args)) => runtime.block_on(loadgen::bench::run(args)),
     }
 }

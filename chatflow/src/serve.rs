@@ -16,7 +16,7 @@ pub struct ServeArgs {
         long = "service",
         env = "CHATFLOW_SERVICES",
         value_delimiter = ',',
-        default_value = "ingest,persister,router,indexer"
+        default_value = "ingest,persister,router,indexer,archiver"
     )]
     pub services: Vec<ServiceName>,
     #[command(flatten)]
@@ -29,6 +29,8 @@ pub struct ServeArgs {
     pub router: router::RouterArgs,
     #[command(flatten)]
     pub indexer: indexer::IndexerArgs,
+    #[command(flatten)]
+    pub archiver: archiver::ArchiverArgs,
     /// Built-in schema registry (embedded mode); `off` to not serve it.
     #[arg(long, env = "CHATFLOW_REGISTRY", default_value = "127.0.0.1:8081")]
     pub registry: String,
@@ -43,6 +45,7 @@ pub enum ServiceName {
     Persister,
     Router,
     Indexer,
+    Archiver,
 }
 
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
@@ -66,6 +69,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Persister => Box::new(persister::Service(args.persister.clone())),
             ServiceName::Router => Box::new(router::Service(args.router.clone())),
             ServiceName::Indexer => Box::new(indexer::Service(args.indexer.clone())),
+            ServiceName::Archiver => Box::new(archiver::Service(args.archiver.clone())),
         });
     }
     let registry = match embedded {
@@ -125,6 +129,9 @@ fn banner(
         println!("  metrics             http://{http}/metrics");
     }
     println!("  data                {}", data_dir.display());
+    if args.services.contains(&ServiceName::Archiver) {
+        println!("  event-log archive   {}", args.node.archive);
+    }
     if let Some(http) = http.filter(|_| args.ingest.gateway.dev_auth) {
         println!("  dev login           POST http://{http}/v1/dev/token {{\"user_id\":\"alice\"}}");
     }

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use archive::Archive;
 use chat::presence::PresenceView;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use search::SearchIndex;
-use store::Store;
+use store::{Store, Tiered};
 use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Stage};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,11 @@ pub struct NodeArgs {
     /// `GET /v1/search` with 503.
     #[arg(long, env = "CHATFLOW_SEARCH")]
     pub search: Option<String>,
+    /// Object storage for the event-log archive and the message cold
+    /// tier: `file://<dir>` or `s3://bucket[/prefix][?endpoint=<url>]`
+    /// (AWS credentials and region from the usual environment).
+    #[arg(long, env = "CHATFLOW_ARCHIVE", default_value = "file://archive")]
+    pub archive: String,
     #[command(flatten)]
     pub topics: TopicArgs,
     #[command(flatten)]
@@ -70,8 +76,9 @@ pub struct Node {
     pub metrics: PrometheusHandle,
     /// Cancelled once the stages have stopped: ends the followers.
     followers: CancellationToken,
-    store: OnceCell<Arc<dyn Store>>,
+    store: OnceCell<Arc<Tiered>>,
     search: OnceCell<Option<Arc<dyn SearchIndex>>>,
+    archive: OnceCell<Arc<dyn Archive>>,
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
     local_inbox: Mutex<Option<(String, LocalInbox)>>,
@@ -94,6 +101,7 @@ impl Node {
             followers,
             store: OnceCell::new(),
             search: OnceCell::new(),
+            archive: OnceCell::new(),
             producer: OnceCell::new(),
             presence: OnceCell::new(),
             local_inbox: Mutex::default(),
@@ -119,13 +127,23 @@ impl Node {
         &self.args.data.data_dir
     }
 
+    /// The store as every service reads and writes it: the hot store with
+    /// the cold tier behind it (see [`store::Tiered`]).
     pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(self.tiered().await?)
+    }
+
+    pub async fn tiered(&self) -> anyhow::Result<Arc<Tiered>> {
         let url = &self.args.store.store;
         let store = self
             .store
-            .get_or_try_init(|| async { store::open(url).await })
-            .await
-            .with_context(|| format!("opening the store {url}"))?;
+            .get_or_try_init(|| async {
+                let hot = store::open(url)
+                    .await
+                    .with_context(|| format!("opening the store {url}"))?;
+                Ok::<_, anyhow::Error>(Arc::new(Tiered::new(hot, self.archive().await?)))
+            })
+            .await?;
         Ok(store.clone())
     }
 
@@ -149,6 +167,17 @@ impl Node {
             })
             .await?;
         Ok(index.clone())
+    }
+
+    /// The object storage behind the archive and the cold tier.
+    pub async fn archive(&self) -> anyhow::Result<Arc<dyn Archive>> {
+        let url = &self.args.archive;
+        let archive = self
+            .archive
+            .get_or_try_init(|| async { archive::open(url).await })
+            .await
+            .with_context(|| format!("opening the archive {url}"))?;
+        Ok(archive.clone())
     }
 
     pub async fn producer(&self) -> anyhow::Result<Producer> {

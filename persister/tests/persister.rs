@@ -16,6 +16,7 @@ fn record(offset: i64, payload: Vec<u8>) -> Record {
         key: Some(b"c".to_vec()),
         payload: Some(payload),
         timestamp: None,
+        headers: vec![],
     }
 }
 

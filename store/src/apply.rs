@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError,
+    ColdIndex, Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError,
     UserConversation,
 };
 
@@ -16,6 +16,7 @@ pub(crate) fn user_pk(user_id: &str) -> String {
     format!("USER#{user_id}")
 }
 pub(crate) const META: &str = "META";
+pub(crate) const COLD: &str = "COLD";
 pub(crate) fn member_sk(user_id: &str) -> String {
     format!("MEMBER#{user_id}")
 }
@@ -175,8 +176,15 @@ async fn apply_mutation(
                 m.last_activity_at = write.at;
             }
         }
+        Mutation::RestoreMessage { seq, message } => {
+            if let Some(message) = message
+                && items.get_raw(&pk, &msg_sk(*seq)).await?.is_none()
+            {
+                items.put(&pk, &msg_sk(*seq), message)?;
+            }
+        }
         Mutation::EditMessage { seq, body } => {
-            update_message(items, &pk, *seq, |m| {
+            update_message(items, write, *seq, |m| {
                 if !m.deleted {
                     m.body = Some(body.clone());
                     m.edited_at = Some(write.at);
@@ -185,7 +193,7 @@ async fn apply_mutation(
             .await?
         }
         Mutation::DeleteMessage { seq } => {
-            update_message(items, &pk, *seq, |m| {
+            update_message(items, write, *seq, |m| {
                 m.deleted = true;
                 m.body = None;
                 m.reactions.clear();
@@ -198,7 +206,7 @@ async fn apply_mutation(
             emoji,
             user_id,
         } => {
-            update_message(items, &pk, *seq, |m| {
+            update_message(items, write, *seq, |m| {
                 let users = m.reactions.entry(emoji.clone()).or_default();
                 if !m.deleted && !users.contains(user_id) {
                     users.push(user_id.clone());
@@ -212,7 +220,7 @@ async fn apply_mutation(
             emoji,
             user_id,
         } => {
-            update_message(items, &pk, *seq, |m| {
+            update_message(items, write, *seq, |m| {
                 if let Some(users) = m.reactions.get_mut(emoji) {
                     users.retain(|u| u != user_id);
                 }
@@ -304,16 +312,31 @@ async fn device_or_new(items: &mut impl Items, user_id: &str, device_id: &str) -
         }))
 }
 
+/// Changes a message; one that moved to the archive must be restored
+/// first (see [`StoreError::Cold`]).
 async fn update_message(
     items: &mut impl Items,
-    pk: &str,
+    write: &EventWrite,
     seq: i64,
     change: impl FnOnce(&mut Message),
 ) -> Result<()> {
+    let pk = conv_pk(&write.conversation_id);
     let sk = msg_sk(seq);
-    if let Some(mut message) = items.get::<Message>(pk, &sk).await? {
+    if let Some(mut message) = items.get::<Message>(&pk, &sk).await? {
         change(&mut message);
-        items.put(pk, &sk, &message)?;
+        items.put(&pk, &sk, &message)?;
+        return Ok(());
+    }
+    let restored = write
+        .mutations
+        .iter()
+        .any(|m| matches!(m, Mutation::RestoreMessage { seq: s, .. } if *s == seq));
+    let cold = items.get::<ColdIndex>(&pk, COLD).await?;
+    if !restored && cold.is_some_and(|c| seq <= c.through_seq) {
+        return Err(StoreError::Cold {
+            conversation_id: write.conversation_id.clone(),
+            seq,
+        });
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+mod cold;
+
 use crate::{EventWrite, Mutation, Page, Store};
 
 fn create(cid: &str, seq: i64, members: &[(&str, &str)]) -> EventWrite {
@@ -58,6 +60,7 @@ pub async fn run(store: Arc<dyn Store>) {
     edits_deletes_reactions(&*store).await;
     receipts_and_cursors(&*store).await;
     events_of_unknown_conversations_leave_nothing(&*store).await;
+    cold::cold_tier_items(&*store).await;
 }
 
 async fn conversations_and_members(store: &dyn Store) {

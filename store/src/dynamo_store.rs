@@ -15,9 +15,11 @@ use aws_sdk_dynamodb::types::{
 use futures::future::try_join_all;
 use serde::de::DeserializeOwned;
 
-use crate::apply::{self, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk};
+use crate::apply::{
+    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk,
+};
 use crate::{
-    Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
+    ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
     StoreError, UserConversation,
 };
 
@@ -473,20 +475,17 @@ impl Store for DynamoStore {
         self.get(&conv_pk(conversation_id), &msg_sk(seq)).await
     }
 
-    async fn message_by_client_id(
+    async fn client_message_seq(
         &self,
         conversation_id: &str,
         sender_id: &str,
         client_msg_id: &str,
-    ) -> Result<Option<Message>> {
-        let pk = conv_pk(conversation_id);
-        match self
-            .get::<i64>(&pk, &apply::client_sk(sender_id, client_msg_id))
-            .await?
-        {
-            Some(seq) => self.get(&pk, &msg_sk(seq)).await,
-            None => Ok(None),
-        }
+    ) -> Result<Option<i64>> {
+        self.get(
+            &conv_pk(conversation_id),
+            &apply::client_sk(sender_id, client_msg_id),
+        )
+        .await
     }
 
     async fn messages(&self, conversation_id: &str, page: Page) -> Result<MessagePage> {
@@ -521,5 +520,75 @@ impl Store for DynamoStore {
 
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>> {
         self.get(&user_pk(user_id), &device_sk(device_id)).await
+    }
+
+    async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>> {
+        self.get(&conv_pk(conversation_id), COLD).await
+    }
+
+    async fn put_cold_index(&self, conversation_id: &str, index: &ColdIndex) -> Result<()> {
+        let bytes = serde_json::to_vec(index).map_err(|e| StoreError::Permanent(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(&conv_pk(conversation_id), COLD, bytes)))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn drop_hot(&self, conversation_id: &str, messages: &[Message]) -> Result<usize> {
+        let pk = conv_pk(conversation_id);
+        let mut dropped = 0;
+        for m in messages {
+            let expected =
+                serde_json::to_string(m).map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let deleted = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(&msg_sk(m.seq)))
+                .condition_expression("v = :expected")
+                .expression_attribute_values(":expected", s(&expected))
+                .send()
+                .await;
+            match deleted {
+                Ok(_) => dropped += 1,
+                // Changed since (or gone): it stays as it is.
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn conversation_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :meta AND begins_with(pk, :conv)")
+                .expression_attribute_values(":meta", s(META))
+                .expression_attribute_values(":conv", s("CONV#"))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            ids.extend(page.items().iter().filter_map(|item| match item.get("pk") {
+                Some(AttributeValue::S(pk)) => pk.strip_prefix("CONV#").map(str::to_owned),
+                _ => None,
+            }));
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(ids),
+            }
+        }
     }
 }

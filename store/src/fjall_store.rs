@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::apply::{self, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk};
+use crate::apply::{
+    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk,
+};
 use crate::{
-    Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
+    ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
     StoreError, UserConversation,
 };
 
@@ -150,17 +152,16 @@ impl Store for FjallStore {
         self.get(&conv_pk(conversation_id), &msg_sk(seq))
     }
 
-    async fn message_by_client_id(
+    async fn client_message_seq(
         &self,
         conversation_id: &str,
         sender_id: &str,
         client_msg_id: &str,
-    ) -> Result<Option<Message>> {
-        let pk = conv_pk(conversation_id);
-        match self.get::<i64>(&pk, &apply::client_sk(sender_id, client_msg_id))? {
-            Some(seq) => self.get(&pk, &msg_sk(seq)),
-            None => Ok(None),
-        }
+    ) -> Result<Option<i64>> {
+        self.get(
+            &conv_pk(conversation_id),
+            &apply::client_sk(sender_id, client_msg_id),
+        )
     }
 
     async fn messages(&self, conversation_id: &str, page: Page) -> Result<MessagePage> {
@@ -207,5 +208,94 @@ impl Store for FjallStore {
 
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>> {
         self.get(&user_pk(user_id), &device_sk(device_id))
+    }
+
+    async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>> {
+        self.get(&conv_pk(conversation_id), COLD)
+    }
+
+    async fn put_cold_index(&self, conversation_id: &str, index: &ColdIndex) -> Result<()> {
+        let bytes = serde_json::to_vec(index).map_err(|e| StoreError::Permanent(e.to_string()))?;
+        let k = key(&conv_pk(conversation_id), COLD);
+        self.write(move |inner| {
+            inner.items.insert(k, bytes).map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_hot(&self, conversation_id: &str, messages: &[Message]) -> Result<usize> {
+        let pk = conv_pk(conversation_id);
+        let expected: Vec<(Vec<u8>, Message)> = messages
+            .iter()
+            .map(|m| (key(&pk, &msg_sk(m.seq)), m.clone()))
+            .collect();
+        self.write(move |inner| {
+            let mut batch = inner.db.batch();
+            let mut dropped = 0;
+            for (k, message) in expected {
+                let Some(current) = inner.items.get(&k).map_err(err)? else {
+                    continue;
+                };
+                if decode::<Message>(&current)? == message {
+                    batch.remove(&inner.items, k);
+                    dropped += 1;
+                }
+            }
+            batch.commit().map_err(err)?;
+            Ok(dropped)
+        })
+        .await
+    }
+
+    async fn conversation_ids(&self) -> Result<Vec<String>> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            // One seek per conversation: after `CONV#<id> 0x00 …` comes the
+            // next id's first item at `CONV#<id> 0x01`.
+            let mut from = b"CONV#".to_vec();
+            loop {
+                let next = inner.items.range(from.clone()..).next();
+                let Some(guard) = next else { break };
+                let (k, _) = guard.into_inner().map_err(err)?;
+                let Some(rest) = k.strip_prefix(b"CONV#") else {
+                    break;
+                };
+                let Some(end) = rest.iter().position(|b| *b == 0) else {
+                    break;
+                };
+                let id = String::from_utf8_lossy(&rest[..end]).into_owned();
+                from = key(&conv_pk(&id), "");
+                if let Some(sep) = from.last_mut() {
+                    *sep = 1;
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
+        .map_err(|e| StoreError::Transient(format!("scan task: {e}")))?
+    }
+}
+
+impl FjallStore {
+    /// Runs `f` as the only writer (as `apply` is), then makes it durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = inner
+                .write_lock
+                .lock()
+                .map_err(|_| StoreError::Transient("lock poisoned".into()))?;
+            let out = f(&inner)?;
+            inner.db.persist(PersistMode::SyncData).map_err(err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Transient(format!("write task: {e}")))?
     }
 }

@@ -3,17 +3,20 @@
 //! must pass.
 
 mod apply;
+pub mod cold;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 mod dynamo_store;
 mod fjall_store;
 mod model;
+mod tiered;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamo_store::DynamoStore;
 pub use fjall_store::FjallStore;
 pub use model::*;
+pub use tiered::Tiered;
 
 use async_trait::async_trait;
 
@@ -26,6 +29,11 @@ pub enum StoreError {
     /// The request itself is wrong and never succeeds.
     #[error("store rejected the request: {0}")]
     Permanent(String),
+    /// An event changes a message that moved to the archive: apply it
+    /// again with a [`Mutation::RestoreMessage`] for `seq` first (what
+    /// [`Tiered`] does). Events before it in the batch are applied.
+    #[error("message {seq} of {conversation_id} is in the archive")]
+    Cold { conversation_id: String, seq: i64 },
 }
 
 impl StoreError {
@@ -73,17 +81,43 @@ pub trait Store: Send + Sync + 'static {
     async fn member(&self, conversation_id: &str, user_id: &str) -> Result<Option<Member>>;
     async fn members(&self, conversation_id: &str) -> Result<Vec<Member>>;
     async fn message(&self, conversation_id: &str, seq: i64) -> Result<Option<Message>>;
+    /// The seq of the message a sender posted with this client_msg_id.
+    async fn client_message_seq(
+        &self,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<i64>>;
     /// The message a sender posted with this client_msg_id, if any.
     async fn message_by_client_id(
         &self,
         conversation_id: &str,
         sender_id: &str,
         client_msg_id: &str,
-    ) -> Result<Option<Message>>;
+    ) -> Result<Option<Message>> {
+        match self
+            .client_message_seq(conversation_id, sender_id, client_msg_id)
+            .await?
+        {
+            Some(seq) => self.message(conversation_id, seq).await,
+            None => Ok(None),
+        }
+    }
     /// A page of history in seq order; see [`Page`].
     async fn messages(&self, conversation_id: &str, page: Page) -> Result<MessagePage>;
     /// The conversations a user belongs to (unordered).
     async fn user_conversations(&self, user_id: &str) -> Result<Vec<UserConversation>>;
     /// A device's stored per-conversation cursors.
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>>;
+
+    /// Which messages of the conversation moved to the archive.
+    async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>>;
+    /// Replaces the conversation's cold index (the cold move is its only
+    /// writer); durable when it returns.
+    async fn put_cold_index(&self, conversation_id: &str, index: &ColdIndex) -> Result<()>;
+    /// Removes each message from the hot store if it is still exactly as
+    /// given (one changed since is kept); returns how many went.
+    async fn drop_hot(&self, conversation_id: &str, messages: &[Message]) -> Result<usize>;
+    /// Every conversation id (for the cold move's sweep).
+    async fn conversation_ids(&self) -> Result<Vec<String>>;
 }

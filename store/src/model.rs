@@ -47,6 +47,32 @@ pub struct Message {
     pub reactions: BTreeMap<String, Vec<String>>,
 }
 
+/// `CONV#<id>` / `COLD`: which of the conversation's messages moved to the
+/// archive (written by the cold move only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdIndex {
+    /// A message at or below this seq that the hot store lacks is in one
+    /// of `segments`; a hot copy of such a message (changed after it
+    /// moved) wins over the archived one.
+    pub through_seq: i64,
+    /// In seq order; their seq ranges are disjoint.
+    pub segments: Vec<ColdSegment>,
+}
+
+/// One archived object of a conversation's messages: those sent in one
+/// time bucket (a message never goes to an earlier bucket than the one
+/// before it, so buckets are seq-ordered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdSegment {
+    /// The bucket's start, ms since the epoch: it names the object.
+    pub bucket: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub messages: usize,
+    /// Bumped on every rewrite, so a reader's cache knows a stale copy.
+    pub version: u64,
+}
+
 /// `USER#<user>` / `CONV#<id>`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserConversation {
@@ -151,6 +177,13 @@ pub enum Mutation {
     RemoveDevice {
         user_id: String,
         device_id: String,
+    },
+    /// Puts an archived message back in the hot store (when absent) so
+    /// that the mutations after it in the same event can change it;
+    /// `None`: the archive was asked and does not have it.
+    RestoreMessage {
+        seq: i64,
+        message: Option<Box<Message>>,
     },
 }
 

@@ -13,7 +13,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -29,6 +29,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub timestamp: Option<i64>,
+    /// The record's headers in order (a key may repeat).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Why a record cannot be decoded: a reason to dead-letter it.
@@ -75,6 +77,25 @@ pub struct StageError(pub String);
 #[async_trait]
 pub trait Stage: Send + Sync + 'static {
     async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError>;
+
+    /// For a stage that holds records before they are durable (an archive
+    /// segment being filled): the offset a restart must read `partition`
+    /// from, below what it processed. `None`: everything processed is
+    /// durable. The runtime commits no further.
+    fn durable_offset(&self, _topic: &str, _partition: i32) -> Option<i64> {
+        None
+    }
+
+    /// Makes what the stage holds durable; called every
+    /// [`ConsumerSpec::flush_every`] and at shutdown.
+    async fn flush(&self) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// These partitions went to another member of the group: forget what
+    /// is held for them (the new owner reads it again from the committed
+    /// offset).
+    fn revoked(&self, _partitions: &[(String, i32)]) {}
 }
 
 #[derive(Clone, Debug, Default)]
@@ -87,6 +108,9 @@ pub struct ConsumerSpec {
     pub assignment: Assignment,
     /// Told how many partitions the stage holds.
     pub status: Arc<StageStatus>,
+    /// How often to call [`Stage::flush`] (and commit what it made
+    /// durable), for a stage that holds records; `None` for the others.
+    pub flush_every: Option<Duration>,
 }
 
 /// How a stage gets its partitions.
@@ -123,6 +147,14 @@ impl StageStatus {
 struct RuntimeContext {
     group: String,
     status: Arc<StageStatus>,
+    /// Partitions revoked since the run loop last looked.
+    revoked: std::sync::Mutex<Vec<(String, i32)>>,
+}
+
+impl RuntimeContext {
+    fn take_revoked(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl ClientContext for RuntimeContext {
@@ -150,6 +182,14 @@ impl ConsumerContext for RuntimeContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.status.set(0);
             info!(group = %self.group, partitions = tpl.count(), "partitions revoked, committing");
+            self.revoked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(
+                    tpl.elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition())),
+                );
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 debug!(group = %self.group, error = %e, "nothing to commit on revoke");
             }
@@ -178,6 +218,7 @@ pub async fn run_stage(
         .create_with_context(RuntimeContext {
             group: spec.group.clone(),
             status: spec.status.clone(),
+            revoked: Default::default(),
         })?;
     let topic_refs: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     match spec.assignment {
@@ -193,11 +234,23 @@ pub async fn run_stage(
     info!(group, topics = ?spec.topics, "stage consuming");
 
     let mut failures = 0u32;
+    let mut done = Positions::default();
+    let mut flush = spec.flush_every.map(|every| {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tick(&mut flush) => {
+                forget_revoked(&consumer, &*stage, &mut done);
+                flush_and_commit(&consumer, group, &*stage, &done).await?;
+                continue;
+            }
             m = consumer.recv() => m,
         };
+        forget_revoked(&consumer, &*stage, &mut done);
         let mut batch = match first {
             Ok(m) => vec![owned(&m)],
             Err(e) => {
@@ -229,7 +282,8 @@ pub async fn run_stage(
                 return commit_and_close(&consumer, group);
             }
         }
-        store_offsets(&consumer, group, &batch)?;
+        done.advance(&batch);
+        store_offsets(&consumer, group, &*stage, &done)?;
         // A synchronous commit blocks this thread on the broker: tell the
         // runtime, so that its other tasks run meanwhile.
         let committed =
@@ -239,7 +293,76 @@ pub async fn run_stage(
             warn!(group, error = %e, "commit failed");
         }
     }
+    if spec.flush_every.is_some() {
+        forget_revoked(&consumer, &*stage, &mut done);
+        flush_and_commit(&consumer, group, &*stage, &done).await?;
+    }
     commit_and_close(&consumer, group)
+}
+
+/// Per partition, the offset after the last record processed.
+#[derive(Default)]
+struct Positions(BTreeMap<(String, i32), i64>);
+
+impl Positions {
+    fn advance(&mut self, batch: &[Record]) {
+        for r in batch {
+            let e = self
+                .0
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset + 1);
+            *e = (*e).max(r.offset + 1);
+        }
+    }
+}
+
+/// The next flush tick, or never for a stage without one.
+async fn tick(flush: &mut Option<tokio::time::Interval>) {
+    match flush {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells the stage which partitions it lost in the last rebalance.
+fn forget_revoked(
+    consumer: &StreamConsumer<RuntimeContext>,
+    stage: &dyn Stage,
+    done: &mut Positions,
+) {
+    let revoked = consumer.context().take_revoked();
+    if revoked.is_empty() {
+        return;
+    }
+    for p in &revoked {
+        done.0.remove(p);
+    }
+    stage.revoked(&revoked);
+}
+
+/// Flushes the stage, then stores and commits what that made durable. A
+/// failed flush is retried on the next tick: nothing is stored for it.
+async fn flush_and_commit(
+    consumer: &StreamConsumer<RuntimeContext>,
+    group: &str,
+    stage: &dyn Stage,
+    done: &Positions,
+) -> Result<(), KafkaError> {
+    if let Err(e) = stage.flush().await {
+        warn!(group, error = %e, "flush failed, retrying on the next tick");
+        return Ok(());
+    }
+    if done.0.is_empty() {
+        return Ok(());
+    }
+    store_offsets(consumer, group, stage, done)?;
+    if let Err(e) = tokio::task::block_in_place(|| consumer.commit_consumer_state(CommitMode::Sync))
+    {
+        debug!(group, error = %e, "commit after flush failed");
+    }
+    Ok(())
 }
 
 /// Every partition of `topics`, each from its committed offset.
@@ -284,6 +407,14 @@ fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
         timestamp: m.timestamp().to_millis(),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -331,23 +462,19 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Stores, per partition, the offset after the highest one in the batch.
-/// Batches are processed whole and in poll order, so that is in order.
+/// Stores, per partition, the offset after the last record processed, or
+/// the stage's durable offset where that is lower. Batches are processed
+/// whole and in poll order, so that is in order.
 fn store_offsets(
     consumer: &StreamConsumer<RuntimeContext>,
     group: &str,
-    batch: &[Record],
+    stage: &dyn Stage,
+    done: &Positions,
 ) -> Result<(), KafkaError> {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for r in batch {
-        let e = next
-            .entry((r.topic.as_str(), r.partition))
-            .or_insert(r.offset + 1);
-        *e = (*e).max(r.offset + 1);
-    }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    for ((topic, partition), next) in &done.0 {
+        let durable = stage.durable_offset(topic, *partition).unwrap_or(*next);
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(durable.min(*next)))?;
     }
     consumer.store_offsets(&tpl).map_err(|e| {
         error!(group, error = %e, "storing offsets failed");
