@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use archive::segment::{ArchivedRecord, Segment};
@@ -21,8 +23,14 @@ use serde_json::json;
 
 const SEGMENT_RECORDS: usize = 40;
 
-/// Sends until the server goes away.
-async fn burst(http: SocketAddr, token: String, groups: Vec<String>, round: usize) {
+/// Sends until the server goes away, counting the acknowledged sends.
+async fn burst(
+    http: SocketAddr,
+    token: String,
+    groups: Vec<String>,
+    round: usize,
+    acked: Arc<AtomicUsize>,
+) {
     let client = reqwest::Client::new();
     for i in 0..400 {
         let cid = &groups[i % groups.len()];
@@ -32,8 +40,12 @@ async fn burst(http: SocketAddr, token: String, groups: Vec<String>, round: usiz
             .json(&json!({"client_msg_id": format!("r{round}-{i}"), "body": format!("round {round}, message {i}")}))
             .send()
             .await;
-        if sent.is_err() {
-            return;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -138,9 +150,25 @@ async fn the_archive_holds_every_record_of_the_log_across_kill_9() {
         ann.create_group(&["eve", "bob"]).await,
         ann.create_group(&["eve"]).await,
     ];
+    let acked = Arc::new(AtomicUsize::new(0));
     for round in 0..3 {
-        let sending = tokio::spawn(burst(cf.http, token.clone(), groups.clone(), round));
-        tokio::time::sleep(Duration::from_millis(400 + 150 * round as u64)).await;
+        let sending = tokio::spawn(burst(
+            cf.http,
+            token.clone(),
+            groups.clone(),
+            round,
+            acked.clone(),
+        ));
+        // Killed mid-burst, once this round has some 40 messages in.
+        let started = std::time::Instant::now();
+        while acked.load(Ordering::Relaxed) < 40 * (round + 1) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "sends are not acked"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30 * round as u64)).await;
         cf.kill();
         let _ = sending.await;
         cf.start_again().await;
