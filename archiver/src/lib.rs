@@ -99,14 +99,19 @@ impl Partition {
             self.closed.push(std::mem::replace(&mut self.open, next));
             self.open_durable = 0;
         }
-        self.open.records.push(ArchivedRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.clone(),
-            value: r.payload.clone(),
-            headers: r.headers.clone(),
-        });
+        self.open.records.push(archived(r));
         self.next = r.offset + 1;
+    }
+}
+
+/// A record as the archive keeps it.
+pub fn archived(r: &Record) -> ArchivedRecord {
+    ArchivedRecord {
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key.clone(),
+        value: r.payload.clone(),
+        headers: r.headers.clone(),
     }
 }
 

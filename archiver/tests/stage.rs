@@ -12,7 +12,7 @@ use archive::Archive;
 use archive::segment::{self, ArchivedRecord, Segment};
 use archiver::{Archiver, Rotation};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
@@ -92,20 +92,9 @@ fn log(config: &KafkaConfig) -> BTreeMap<i32, Vec<ArchivedRecord>> {
             panic!("the broker has fewer records than were produced");
         };
         let m = m.unwrap();
-        log.entry(m.partition()).or_default().push(ArchivedRecord {
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            headers: m
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
+        log.entry(m.partition())
+            .or_default()
+            .push(archiver::archived(&streams::Record::from_message(&m)));
     }
     log
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use archive::segment::{ArchivedRecord, Segment};
 use common::{Api, Chatflow, post, run_ok};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
@@ -83,20 +83,9 @@ fn log(kafka: SocketAddr) -> BTreeMap<i32, Vec<ArchivedRecord>> {
             .poll(Duration::from_secs(10))
             .expect("the broker serves up to its high watermark")
             .unwrap();
-        log.entry(m.partition()).or_default().push(ArchivedRecord {
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            headers: m
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
+        log.entry(m.partition())
+            .or_default()
+            .push(archiver::archived(&streams::Record::from_message(&m)));
     }
     log
 }

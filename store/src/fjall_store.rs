@@ -102,12 +102,8 @@ impl Items for Tx<'_> {
 #[async_trait]
 impl Store for FjallStore {
     async fn apply(&self, events: Vec<EventWrite>) -> Result<Vec<bool>> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _guard = inner
-                .write_lock
-                .lock()
-                .map_err(|_| StoreError::Transient("lock poisoned".into()))?;
+        // Durable (see `write`) before the persister stores its offsets.
+        self.write(move |inner| {
             let mut applied = Vec::with_capacity(events.len());
             for write in &events {
                 let mut tx = Tx {
@@ -128,12 +124,9 @@ impl Store for FjallStore {
                 }
                 batch.commit().map_err(err)?;
             }
-            // Durable before the persister stores its offsets.
-            inner.db.persist(PersistMode::SyncData).map_err(err)?;
             Ok(applied)
         })
         .await
-        .map_err(|e| StoreError::Transient(format!("apply task: {e}")))?
     }
 
     async fn conversation(&self, conversation_id: &str) -> Result<Option<Conversation>> {

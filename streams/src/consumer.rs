@@ -43,6 +43,26 @@ pub enum DecodeError {
 }
 
 impl Record {
+    /// A copy of a message a consumer received.
+    pub fn from_message(m: &impl Message) -> Record {
+        Record {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
     /// The record's value decoded as `T`.
     pub fn decode<T: schemas::Record>(&self, codec: &schemas::Codec) -> Result<T, DecodeError> {
         let bytes = self.payload.as_deref().ok_or(DecodeError::NoValue)?;
@@ -252,7 +272,7 @@ pub async fn run_stage(
         };
         forget_revoked(&consumer, &*stage, &mut done);
         let mut batch = match first {
-            Ok(m) => vec![owned(&m)],
+            Ok(m) => vec![Record::from_message(&m)],
             Err(e) => {
                 failures += 1;
                 warn!(group, error = %e, "poll failed");
@@ -266,7 +286,7 @@ pub async fn run_stage(
         // Take what librdkafka has already fetched, without waiting for more.
         while batch.len() < spec.max_batch {
             match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(owned(&m)),
+                Some(Ok(m)) => batch.push(Record::from_message(&m)),
                 _ => break,
             }
         }
@@ -397,25 +417,6 @@ fn commit_and_close(
     }
     consumer.unsubscribe();
     Ok(())
-}
-
-fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-    Record {
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().map(<[u8]>::to_vec),
-        timestamp: m.timestamp().to_millis(),
-        headers: m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
 }
 
 /// Runs the batch until it succeeds; `None` when shutdown interrupted it.
