@@ -3,8 +3,10 @@
 //! default; the other subcommands are operators' tools.
 
 mod archive;
+mod replay;
 mod serve;
 mod tools;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,10 @@ enum Command {
     /// The event-log archive on object storage.
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// Rebuild a read model from the log (archive, then broker) into a fresh target.
+    Replay(replay::ReplayArgs),
+    /// Compare a rebuilt read model with the live one.
+    Verify(verify::VerifyArgs),
     /// Measure send→receive latency and throughput against a fresh chatflow.
     Bench(loadgen::bench::BenchArgs),
 }
@@ -58,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Broker(args)) => runtime.block_on(tools::broker(args)),
         Some(Command::Admin(command)) => runtime.block_on(tools::admin(command)),
         Some(Command::Archive(command)) => runtime.block_on(archive::run(command)),
+        Some(Command::Replay(args)) => runtime.block_on(replay::run(args)),
+        Some(Command::Verify(args)) => runtime.block_on(verify::run(args)),
         Some(Command::Bench(args)) => runtime.block_on(loadgen::bench::run(args)),
     }
 }

@@ -156,16 +156,26 @@ impl Tiered {
         // messages are in hand, the segments further on cannot be in the
         // page (each holds a message of the range, so there is more).
         let mut merged: BTreeMap<i64, Message> = BTreeMap::new();
-        let mut unread_segments = false;
+        let mut more_archived = false;
         for (i, s) in segments.iter().enumerate() {
             if merged.len() >= page.limit {
-                unread_segments = i < segments.len();
+                more_archived |= i < segments.len();
                 break;
             }
-            for m in self.segment(cid, s).await?.iter() {
-                if (lo..=hi).contains(&m.seq) {
-                    merged.insert(m.seq, m.clone());
-                }
+            let segment = self.segment(cid, s).await?;
+            // The range's messages of this segment; only the `limit`
+            // nearest the page's end can be in it.
+            let from = segment.partition_point(|m| m.seq < lo);
+            let to = segment.partition_point(|m| m.seq <= hi);
+            let in_range = segment.get(from..to).unwrap_or_default();
+            let near = if newest_first {
+                &in_range[in_range.len().saturating_sub(page.limit)..]
+            } else {
+                &in_range[..in_range.len().min(page.limit)]
+            };
+            more_archived |= near.len() < in_range.len();
+            for m in near {
+                merged.insert(m.seq, m.clone());
             }
         }
         for m in hot.messages {
@@ -180,7 +190,7 @@ impl Tiered {
         };
         Ok(MessagePage {
             messages,
-            has_more: found > page.limit || hot.has_more || unread_segments,
+            has_more: found > page.limit || hot.has_more || more_archived,
         })
     }
 }

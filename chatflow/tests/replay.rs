@@ -1,0 +1,271 @@
+#![allow(clippy::unwrap_used)]
+//! Rebuilding read models from the log: traffic of every kind, part of the
+//! log in the event-log archive, then `chatflow replay` of the store and of
+//! the index into fresh targets (archive first, then the broker), one of
+//! them stopped halfway and resumed, one killed with SIGKILL and run again;
+//! `chatflow verify` finds them identical to the live models, and finds a
+//! deliberately changed target different.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Api, Chatflow, post};
+use serde_json::json;
+
+fn chatflow(args: &[&str], data: &Path, kafka: Option<std::net::SocketAddr>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chatflow"));
+    c.args(args).args(["--data-dir", data.to_str().unwrap()]);
+    if let Some(k) = kafka {
+        c.args(["--kafka-listen", &k.to_string()]);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_store_and_index_verify_identical_to_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let extra = [
+        "--rate",
+        "10000",
+        "--rate-burst",
+        "10000",
+        "--archive-segment-records",
+        "25",
+        "--archive-flush",
+        "100ms",
+    ];
+    let mut cf = Chatflow::start_with(&data, &extra).await;
+    let (ann, bob) = (
+        Api::new(&cf, &cf.token("ann").await),
+        Api::new(&cf, &cf.token("bob").await),
+    );
+    // Every kind of event: conversations, members and roles, posts,
+    // edits, deletes, reactions, receipts, renames, leaving.
+    let group = ann.create_group(&["bob", "cy"]).await;
+    let (status, direct) = ann
+        .post(
+            "/v1/conversations",
+            json!({"kind": "direct", "members": ["bob"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{direct}");
+    let direct = direct["conversation_id"].as_str().unwrap().to_owned();
+    let mut seqs = Vec::new();
+    for i in 0..60 {
+        let (api, cid) = if i % 3 == 0 {
+            (&bob, &direct)
+        } else {
+            (&ann, &group)
+        };
+        seqs.push((
+            cid.clone(),
+            post(
+                api,
+                cid,
+                &format!("m{i}"),
+                json!({"body": format!("message {i} über ☕")}),
+            )
+            .await,
+        ));
+    }
+    let calls = [
+        (
+            "PATCH",
+            format!("/v1/conversations/{group}/messages/{}", seqs[1].1),
+            Some(json!({"body": "edited"})),
+        ),
+        (
+            "DELETE",
+            format!("/v1/conversations/{group}/messages/{}", seqs[2].1),
+            None,
+        ),
+        (
+            "PUT",
+            format!(
+                "/v1/conversations/{group}/messages/{}/reactions/%F0%9F%91%8D",
+                seqs[4].1
+            ),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/conversations/{group}/read"),
+            Some(json!({"seq": seqs[10].1})),
+        ),
+        (
+            "PUT",
+            format!("/v1/conversations/{group}/members/bob/role"),
+            Some(json!({"role": "admin"})),
+        ),
+        (
+            "PATCH",
+            format!("/v1/conversations/{group}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        (
+            "DELETE",
+            format!("/v1/conversations/{group}/members/cy"),
+            None,
+        ),
+    ];
+    for (method, path, body) in calls {
+        let (status, answer) = ann.call(method, &path, body).await;
+        assert!(status < 300, "{method} {path}: {status} {answer}");
+    }
+    let (status, answer) = bob
+        .post(
+            &format!("/v1/conversations/{direct}/read"),
+            json!({"seq": seqs[57].1}),
+        )
+        .await;
+    assert!(status < 300, "{answer}");
+
+    // Part of the log is in the archive (segments of 25).
+    let started = Instant::now();
+    while chatflow(&["archive", "ls"], &data, None).stdout.is_empty()
+        || !text(&chatflow(&["archive", "ls"], &data, None)).contains("+00000000000000000025.avro")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing archived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The store, in two runs: stopped after 40 events, then resumed.
+    let first = chatflow(
+        &[
+            "replay",
+            "persister",
+            "--into",
+            "fjall://rebuilt-store",
+            "--batch",
+            "10",
+            "--max-events",
+            "40",
+        ],
+        &data,
+        Some(cf.kafka),
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("stopped at --max-events"),
+        "{}",
+        text(&first)
+    );
+    let second = chatflow(
+        &["replay", "persister", "--into", "fjall://rebuilt-store"],
+        &data,
+        Some(cf.kafka),
+    );
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("resuming"), "{}", text(&second));
+    assert!(
+        text(&second).contains("from the archive"),
+        "{}",
+        text(&second)
+    );
+
+    // The index, killed with SIGKILL once it has a checkpoint, then again.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatflow"))
+        .args([
+            "replay",
+            "indexer",
+            "--into",
+            "tantivy://rebuilt-search",
+            "--batch",
+            "1",
+        ])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--kafka-listen",
+            &cf.kafka.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = data.join("replay/indexer-tantivy___rebuilt_search.json");
+    let started = Instant::now();
+    while !checkpoint.exists() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let again = chatflow(
+        &["replay", "indexer", "--into", "tantivy://rebuilt-search"],
+        &data,
+        Some(cf.kafka),
+    );
+    assert!(again.status.success(), "{}", text(&again));
+
+    // The live store and index are this process's: stop it to compare.
+    assert!(cf.stop().await.success());
+    let verify = chatflow(
+        &[
+            "verify",
+            "persister",
+            "fjall://rebuilt-store",
+            "--against",
+            "fjall://store",
+        ],
+        &data,
+        None,
+    );
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("2 conversations identical"),
+        "{}",
+        text(&verify)
+    );
+    let verify = chatflow(
+        &[
+            "verify",
+            "indexer",
+            "tantivy://rebuilt-search",
+            "--against",
+            "tantivy://search",
+        ],
+        &data,
+        None,
+    );
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // A target changed behind the log's back is caught, naming the message.
+    {
+        let rebuilt = store::open(&format!("fjall://{}", data.join("rebuilt-store").display()))
+            .await
+            .unwrap();
+        // A message lost from the target (its seq stays applied).
+        let lost = rebuilt.message(&group, seqs[5].1).await.unwrap().unwrap();
+        assert_eq!(rebuilt.drop_hot(&group, &[lost]).await.unwrap(), 1);
+    }
+    let verify = chatflow(
+        &[
+            "verify",
+            "persister",
+            "fjall://rebuilt-store",
+            "--against",
+            "fjall://store",
+        ],
+        &data,
+        None,
+    );
+    assert!(!verify.status.success(), "{}", text(&verify));
+    let report = text(&verify);
+    assert!(report.contains(&format!("{group}: message #")), "{report}");
+    assert!(report.contains("message 5 über"), "{report}");
+}
