@@ -4,8 +4,12 @@
 mod common;
 
 use common::{Api, Chatflow, Ws};
+use futures::SinkExt;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error shape>")
@@ -166,6 +170,83 @@ async fn bad_requests_and_frames_get_the_documented_errors() {
         bad.send_raw("garbage".into()).await;
     }
     assert_eq!(bad.closed_with().await, Some(1008));
+    // A well-formed frame that is refused ends a run of malformed ones.
+    let mut mixed = Ws::connect(&cf, &eve, "e-2").await;
+    for round in 0..3 {
+        for _ in 0..4 {
+            mixed.send_raw("garbage".into()).await;
+            assert_eq!(
+                mixed.until("error").await.0["code"],
+                "invalid_json",
+                "round {round}"
+            );
+        }
+        mixed
+            .send(json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("no-{round}"), "body": "hi"}))
+            .await;
+        assert_ne!(mixed.until("error").await.0["code"], "invalid_json");
+    }
+    mixed.send(json!({"type": "ping"})).await;
+    mixed.until("pong").await;
+
+    // RFC 6455 close codes: 1009 for a message over the hard limit, 1007
+    // for a text frame that is not UTF-8.
+    let mut huge = Ws::connect(&cf, &alice, "a-3").await;
+    huge.send_raw("x".repeat(2 << 20)).await;
+    assert_eq!(huge.closed_with().await, Some(1009));
+    let mut latin1 = Ws::connect(&cf, &alice, "a-4").await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    latin1.stream.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(latin1.closed_with().await, Some(1007));
+
+    // Not a WebSocket handshake: the error JSON, not axum's plain text.
+    let ws_url = format!("{}?device_id=d&token={alice}", cf.url("/v1/ws"));
+    let handshakes = [
+        (vec![], 400),
+        (
+            vec![
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "8"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            400,
+        ),
+    ];
+    for (headers, status) in handshakes {
+        let mut req = http.get(&ws_url);
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let got = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (got, error_code(&body)),
+            (status, "invalid_upgrade"),
+            "{headers:?}: {body}"
+        );
+    }
+    // A method /metrics does not take: the error JSON as on every path.
+    for method in ["PUT", "DELETE", "TRACE"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = http
+            .request(method.clone(), cf.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{method}");
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(error_code(&body), "method_not_allowed", "{method}: {body}");
+    }
 
     // Nothing broke: the server answers and alice can still send.
     assert_eq!(

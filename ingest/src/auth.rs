@@ -78,11 +78,14 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(self.algorithm);
         validation.leeway = 5;
+        // RFC 7519 §4.1.5: a token must not be accepted before its `nbf`.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => ApiError::unauthorized("token expired"),
+                ErrorKind::ImmatureSignature => ApiError::unauthorized("token not valid yet (nbf)"),
                 ErrorKind::InvalidSignature => ApiError::unauthorized("token signature is invalid"),
                 _ => ApiError::unauthorized("token is invalid"),
             }

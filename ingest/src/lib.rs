@@ -93,13 +93,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz))
         .fallback(api::ops::not_found)
-        .method_not_allowed_fallback(|| async {
-            error::ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed here",
-            )
-        })
+        .method_not_allowed_fallback(api::ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             api::writes_need_ready,

@@ -22,7 +22,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let app = crate::router(gw.clone()).merge(extra);
+    // The extra routes answer a method they do not take as the others do.
+    let app = crate::router(gw.clone())
+        .merge(extra)
+        .method_not_allowed_fallback(crate::api::ops::method_not_allowed);
     let stop = shutdown.clone();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -51,6 +51,20 @@ fn expired_and_subjectless_tokens_are_refused() {
 }
 
 #[test]
+fn a_token_is_refused_before_its_not_before_time() {
+    let key = EncodingKey::from_secret(b"s");
+    let auth = Auth::hs256(b"s");
+    let claims = |nbf: u64| json!({"sub": "a", "exp": now_secs() + 3600, "nbf": nbf});
+    let later = encode(&Header::default(), &claims(now_secs() + 600), &key).unwrap();
+    assert_eq!(
+        auth.verify(&later).unwrap_err().message,
+        "token not valid yet (nbf)"
+    );
+    let earlier = encode(&Header::default(), &claims(now_secs() - 600), &key).unwrap();
+    assert_eq!(auth.verify(&earlier).unwrap().sub, "a");
+}
+
+#[test]
 fn rs256_verifies_with_the_public_key_and_admin_roles_are_read() {
     let auth = Auth::rs256(PUBLIC).unwrap();
     let key = EncodingKey::from_rsa_pem(PRIVATE).unwrap();

@@ -26,3 +26,12 @@ pub async fn readyz(State(gw): State<AppState>) -> Result<Json<Ready>, ApiError>
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
+
+/// A path that exists, with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed here",
+    )
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -46,8 +47,11 @@ pub async fn upgrade(
     State(gw): State<AppState>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Not a WebSocket handshake (RFC 6455 §4.2.1): the error JSON, with
+    // the status axum chose (400, or 426 for an unsupported version).
+    let ws = ws.map_err(|r| ApiError::new(r.status(), "invalid_upgrade", r.body_text()))?;
     let claims = gw.auth.from_request(&headers, q.token.as_deref())?;
     gw.require_ready()?;
     let device = q
@@ -183,7 +187,12 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
             next = stream.next() => next,
         };
         let message = match next {
-            None | Some(Err(_)) => break,
+            None => break,
+            Some(Err(e)) => {
+                let (code, reason) = close_for(e);
+                socket.close(code, reason);
+                break;
+            }
             Some(Ok(m)) => m,
         };
         idle.as_mut()
@@ -214,7 +223,11 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
                     "invalid_json" | "invalid_frame" | "unknown_type" | "too_large"
                 );
                 socket.send(frames::error(reference.as_deref(), &e));
-                if malformed {
+                if !malformed {
+                    // Well formed, only refused: the client speaks the
+                    // protocol, the run of malformed frames is over.
+                    invalid = 0;
+                } else {
                     invalid += 1;
                     if invalid >= MAX_INVALID {
                         socket.close(1008, "too many invalid frames");
@@ -242,6 +255,20 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     .await;
     let _ = writer.await;
     debug!(user = %claims.sub, device = %device, "socket closed");
+}
+
+/// The close a read error calls for (RFC 6455 §7.4.1): 1009 for a frame
+/// over the size limit, 1007 for a text frame that is not UTF-8, 1002 for
+/// any other breach of the protocol; a connection that broke gets 1000.
+fn close_for(e: axum::Error) -> (u16, &'static str) {
+    use tungstenite::Error;
+    let inner = e.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => (1009, "frame too large"),
+        Some(Error::Utf8(_)) => (1007, "text frame is not UTF-8"),
+        Some(Error::Protocol(_)) => (1002, "protocol error"),
+        _ => (1000, "bye"),
+    }
 }
 
 type FrameError = (Option<String>, ApiError);
