@@ -3,9 +3,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features chatflow/dynamodb,chatflow/s3 -p chatflow -p ingest -p router -p persister -p indexer -p archiver \
+RUN cargo build --release --locked --features chatflow/dynamodb,chatflow/s3 -p chatflow -p ingest -p router -p persister -p indexer -p archiver -p notifier \
  && mkdir /out \
- && cp target/release/chatflow target/release/ingest target/release/router target/release/persister target/release/indexer target/release/archiver /out/
+ && cp target/release/chatflow target/release/ingest target/release/router target/release/persister target/release/indexer target/release/archiver target/release/notifier /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

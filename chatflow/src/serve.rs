@@ -16,7 +16,7 @@ pub struct ServeArgs {
         long = "service",
         env = "CHATFLOW_SERVICES",
         value_delimiter = ',',
-        default_value = "ingest,persister,router,indexer,archiver"
+        default_value = "ingest,persister,router,indexer,archiver,notifier"
     )]
     pub services: Vec<ServiceName>,
     #[command(flatten)]
@@ -31,6 +31,8 @@ pub struct ServeArgs {
     pub indexer: indexer::IndexerArgs,
     #[command(flatten)]
     pub archiver: archiver::ArchiverArgs,
+    #[command(flatten)]
+    pub notifier: notifier::NotifierArgs,
     /// Built-in schema registry (embedded mode); `off` to not serve it.
     #[arg(long, env = "CHATFLOW_REGISTRY", default_value = "127.0.0.1:8081")]
     pub registry: String,
@@ -46,6 +48,7 @@ pub enum ServiceName {
     Router,
     Indexer,
     Archiver,
+    Notifier,
 }
 
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Router => Box::new(router::Service(args.router.clone())),
             ServiceName::Indexer => Box::new(indexer::Service(args.indexer.clone())),
             ServiceName::Archiver => Box::new(archiver::Service(args.archiver.clone())),
+            ServiceName::Notifier => Box::new(notifier::Service(args.notifier.clone())),
         });
     }
     let registry = match embedded {

@@ -31,6 +31,9 @@ pub(crate) fn client_sk(sender_id: &str, client_msg_id: &str) -> String {
 pub(crate) fn user_conv_sk(conversation_id: &str) -> String {
     format!("CONV#{conversation_id}")
 }
+pub(crate) fn push_sk(device_id: &str, conversation_id: &str) -> String {
+    format!("PUSH#{device_id}#{conversation_id}")
+}
 pub(crate) fn device_sk(device_id: &str) -> String {
     format!("DEVICE#{device_id}")
 }

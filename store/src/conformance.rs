@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 mod cold;
+mod push;
 
 use crate::{EventWrite, Mutation, Page, Store};
 
@@ -61,6 +62,7 @@ pub async fn run(store: Arc<dyn Store>) {
     receipts_and_cursors(&*store).await;
     events_of_unknown_conversations_leave_nothing(&*store).await;
     cold::cold_tier_items(&*store).await;
+    push::devices_and_the_push_ledger(&*store).await;
 }
 
 async fn conversations_and_members(store: &dyn Store) {

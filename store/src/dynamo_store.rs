@@ -16,7 +16,7 @@ use futures::future::try_join_all;
 use serde::de::DeserializeOwned;
 
 use crate::apply::{
-    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk,
+    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, push_sk, user_pk,
 };
 use crate::{
     ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
@@ -251,7 +251,13 @@ impl DynamoStore {
             .into_iter()
             .partition(|(p, s, _)| *p == pk && s == META);
         let Some((_, _, Some(meta_value))) = meta.into_iter().last() else {
-            return Ok(true); // an event of a conversation that does not exist: nothing to write
+            // No conversation: a user's own stream (device registrations,
+            // idempotent writes applied in log order), or an event of a
+            // conversation that does not exist (nothing to write).
+            if !rest.is_empty() {
+                self.batch_write(rest).await?;
+            }
+            return Ok(true);
         };
         let mut rest = rest;
         if rest.len() + 1 > TRANSACT_MAX {
@@ -520,6 +526,55 @@ impl Store for DynamoStore {
 
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>> {
         self.get(&user_pk(user_id), &device_sk(device_id)).await
+    }
+
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>> {
+        self.scan_prefix(&user_pk(user_id), "DEVICE#").await
+    }
+
+    async fn push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<i64>> {
+        self.get(&user_pk(user_id), &push_sk(device_id, conversation_id))
+            .await
+    }
+
+    async fn set_push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<()> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some({
+                let mut i = item(
+                    &user_pk(user_id),
+                    &push_sk(device_id, conversation_id),
+                    seq.to_string().into_bytes(),
+                );
+                // A number beside the JSON, for the condition.
+                i.insert("n".into(), AttributeValue::N(seq.to_string()));
+                i
+            }))
+            .condition_expression("attribute_not_exists(pk) OR n < :seq")
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // Already at or past `seq`.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(classify(e)),
+        }
     }
 
     async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>> {

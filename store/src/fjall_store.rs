@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::apply::{
-    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, user_pk,
+    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, push_sk, user_pk,
 };
 use crate::{
     ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
@@ -201,6 +201,40 @@ impl Store for FjallStore {
 
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>> {
         self.get(&user_pk(user_id), &device_sk(device_id))
+    }
+
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>> {
+        self.scan(&user_pk(user_id), "DEVICE#")
+    }
+
+    async fn push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<i64>> {
+        self.get(&user_pk(user_id), &push_sk(device_id, conversation_id))
+    }
+
+    async fn set_push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<()> {
+        let k = key(&user_pk(user_id), &push_sk(device_id, conversation_id));
+        self.write(move |inner| {
+            let current: Option<i64> = match inner.items.get(&k).map_err(err)? {
+                Some(v) => Some(decode(&v)?),
+                None => None,
+            };
+            if current.is_none_or(|c| c < seq) {
+                inner.items.insert(k, seq.to_string()).map_err(err)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>> {

@@ -109,6 +109,25 @@ pub trait Store: Send + Sync + 'static {
     async fn user_conversations(&self, user_id: &str) -> Result<Vec<UserConversation>>;
     /// A device's stored per-conversation cursors.
     async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>>;
+    /// Every registered device of a user.
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>>;
+    /// The seq of the last message a push was sent for, to this device, in
+    /// this conversation (the notifier's ledger).
+    async fn push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<i64>>;
+    /// Records a push sent up to `seq` (never moves back); durable when it
+    /// returns.
+    async fn set_push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<()>;
 
     /// Which messages of the conversation moved to the archive.
     async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>>;

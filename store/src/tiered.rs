@@ -304,6 +304,33 @@ impl Store for Tiered {
         self.hot.device(user_id, device_id).await
     }
 
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>> {
+        self.hot.devices(user_id).await
+    }
+
+    async fn push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<i64>> {
+        self.hot
+            .push_sent(user_id, device_id, conversation_id)
+            .await
+    }
+
+    async fn set_push_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<()> {
+        self.hot
+            .set_push_sent(user_id, device_id, conversation_id, seq)
+            .await
+    }
+
     async fn cold_index(&self, conversation_id: &str) -> Result<Option<ColdIndex>> {
         self.hot.cold_index(conversation_id).await
     }
