@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a benchmark: a failed call ends it
 //! Notifier throughput and delay: one group of 1 sender and 50 offline
 //! members, each with a web device, 200 messages; pushes go to a local
 //! webhook receiver. Reports pushes/s and the delay from the stage taking
