@@ -214,35 +214,17 @@ async fn replayed_store_and_index_verify_identical_to_live() {
 
     // The live store and index are this process's: stop it to compare.
     assert!(cf.stop().await.success());
-    let verify = chatflow(
-        &[
-            "verify",
-            "persister",
-            "fjall://rebuilt-store",
-            "--against",
-            "fjall://store",
-        ],
-        &data,
-        None,
-    );
-    assert!(verify.status.success(), "{}", text(&verify));
+    let verify = |model: &'static str, rebuilt: &'static str, live: &'static str| {
+        let out = chatflow(&["verify", model, rebuilt, "--against", live], &data, None);
+        (out.status.success(), text(&out))
+    };
+    let (ok, report) = verify("persister", "fjall://rebuilt-store", "fjall://store");
     assert!(
-        text(&verify).contains("2 conversations identical"),
-        "{}",
-        text(&verify)
+        ok && report.contains("2 conversations identical"),
+        "{report}"
     );
-    let verify = chatflow(
-        &[
-            "verify",
-            "indexer",
-            "tantivy://rebuilt-search",
-            "--against",
-            "tantivy://search",
-        ],
-        &data,
-        None,
-    );
-    assert!(verify.status.success(), "{}", text(&verify));
+    let (ok, report) = verify("indexer", "tantivy://rebuilt-search", "tantivy://search");
+    assert!(ok, "{report}");
 
     // A target changed behind the log's back is caught, naming the message.
     {
@@ -253,19 +235,8 @@ async fn replayed_store_and_index_verify_identical_to_live() {
         let lost = rebuilt.message(&group, seqs[5].1).await.unwrap().unwrap();
         assert_eq!(rebuilt.drop_hot(&group, &[lost]).await.unwrap(), 1);
     }
-    let verify = chatflow(
-        &[
-            "verify",
-            "persister",
-            "fjall://rebuilt-store",
-            "--against",
-            "fjall://store",
-        ],
-        &data,
-        None,
-    );
-    assert!(!verify.status.success(), "{}", text(&verify));
-    let report = text(&verify);
+    let (ok, report) = verify("persister", "fjall://rebuilt-store", "fjall://store");
+    assert!(!ok, "{report}");
     assert!(report.contains(&format!("{group}: message #")), "{report}");
     assert!(report.contains("message 5 über"), "{report}");
 }
