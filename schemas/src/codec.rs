@@ -133,29 +133,64 @@ impl RegistryIds {
     }
 }
 
-/// Parsed schemas, built once and shared.
-#[derive(Debug)]
+/// A compiled-in schema, parsed once per process, with its datum writer
+/// and reader built once (building them resolves the schema's names: a
+/// cost per record when it was done per call).
+struct Prepared {
+    id: SchemaId,
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
+}
+
+fn prepared() -> &'static [Prepared] {
+    static PREPARED: std::sync::OnceLock<Vec<Prepared>> = std::sync::OnceLock::new();
+    PREPARED.get_or_init(|| {
+        SchemaId::ALL
+            .into_iter()
+            .map(|id| {
+                // The schema texts are compiled in and covered by tests;
+                // each is parsed once and lives as long as the process.
+                #[allow(clippy::expect_used)]
+                let schema: &'static Schema = Box::leak(Box::new(
+                    Schema::parse_str(id.text()).expect("compiled-in schema parses"),
+                ));
+                #[allow(clippy::expect_used)]
+                let writer = GenericDatumWriter::builder(schema)
+                    .build()
+                    .expect("a compiled-in schema resolves");
+                #[allow(clippy::expect_used)]
+                let reader = GenericDatumReader::builder(schema)
+                    .build()
+                    .expect("a compiled-in schema resolves");
+                Prepared { id, writer, reader }
+            })
+            .collect()
+    })
+}
+
+/// Frames and unframes chatflow's records; cheap to make (the schemas are
+/// prepared once per process).
 pub struct Codec {
-    schemas: Vec<(SchemaId, Schema)>,
+    schemas: &'static [Prepared],
     ids: RegistryIds,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").field("ids", &self.ids).finish()
+    }
 }
 
 impl Codec {
     pub fn new() -> Self {
-        let schemas = SchemaId::ALL
-            .into_iter()
-            .map(|id| {
-                // The schema texts are compiled in and covered by tests.
-                #[allow(clippy::expect_used)]
-                let schema = Schema::parse_str(id.text()).expect("compiled-in schema parses");
-                (id, schema)
-            })
-            .collect();
         let ids = REGISTRY_IDS
             .get()
             .copied()
             .unwrap_or_else(RegistryIds::compiled);
-        Codec { schemas, ids }
+        Codec {
+            schemas: prepared(),
+            ids,
+        }
     }
 
     /// A codec that frames records with the given registry ids.
@@ -166,18 +201,17 @@ impl Codec {
         }
     }
 
-    fn schema(&self, id: SchemaId) -> &Schema {
-        // Every SchemaId is parsed in `new`.
+    fn prepared(&self, id: SchemaId) -> &Prepared {
+        // Every SchemaId is prepared in `prepared()`.
         #[allow(clippy::expect_used)]
         self.schemas
             .iter()
-            .find(|(s, _)| *s == id)
-            .map(|(_, schema)| schema)
-            .expect("every schema id is parsed")
+            .find(|p| p.id == id)
+            .expect("every schema id is prepared")
     }
 
     pub fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, CodecError> {
-        let writer = GenericDatumWriter::builder(self.schema(R::SCHEMA)).build()?;
+        let writer = &self.prepared(R::SCHEMA).writer;
         let mut out = Vec::with_capacity(128);
         out.push(0);
         out.extend_from_slice(&self.ids.get(R::SCHEMA).to_be_bytes());
@@ -193,7 +227,7 @@ impl Codec {
                 found: id,
             });
         }
-        let reader = GenericDatumReader::builder(self.schema(R::SCHEMA)).build()?;
+        let reader = &self.prepared(R::SCHEMA).reader;
         let value = reader.read_value(&mut body)?;
         if !body.is_empty() {
             return Err(CodecError::Avro(format!(
