@@ -210,3 +210,69 @@ async fn history_edits_and_resume_work_across_the_cold_boundary_and_kill_9() {
     assert_eq!(after_restart.all_messages(&cid).await, everything);
     assert_eq!(backwards(&after_restart, &cid, 9).await, everything);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_cold_moves_loses_and_duplicates_nothing() {
+    const CONVERSATIONS: usize = 120;
+    const EACH: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let limits = ["--rate", "100000", "--rate-burst", "100000"];
+    // First nothing moves: the history to compare with.
+    let mut cf = Chatflow::start_with(&data, &[&limits[..], &["--hot-age", "1h"]].concat()).await;
+    let token = cf.token("ann").await;
+    let ann = Api::new(&cf, &token);
+    let mut cids = Vec::new();
+    for _ in 0..CONVERSATIONS {
+        cids.push(ann.create_group(&["bob"]).await);
+    }
+    futures::future::join_all(cids.iter().map(|cid| {
+        let ann = &ann;
+        async move {
+            for i in 0..EACH {
+                post(
+                    ann,
+                    cid,
+                    &format!("m{i}"),
+                    json!({"body": format!("{cid} {i}")}),
+                )
+                .await;
+            }
+        }
+    }))
+    .await;
+    let mut before = Vec::new();
+    for cid in &cids {
+        before.push(ann.all_messages(cid).await);
+    }
+    assert!(cf.stop().await.success());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Now everything is old: each start sweeps, and is killed partway
+    // (one fsync'd write after another: segment, index, removal).
+    let moving = [&limits[..], &["--hot-age", "1s", "--cold-every", "50ms"]].concat();
+    let mut cf = Chatflow::start_with(&data, &moving).await;
+    for wait in [40u64, 120, 250, 10, 400] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        cf.kill();
+        cf.start_again().await;
+    }
+    let ann = Api::new(&cf, &token);
+    let started = Instant::now();
+    // Every conversation has its segment in the end.
+    while std::fs::read_dir(data.join("archive/cold")).map_or(0, |d| d.count()) < CONVERSATIONS {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the moves never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (cid, expected) in cids.iter().zip(&before) {
+        assert_eq!(&ann.all_messages(cid).await, expected, "{cid}");
+        assert_eq!(
+            &backwards(&ann, cid, 3).await,
+            expected,
+            "{cid}, newest first"
+        );
+    }
+}
