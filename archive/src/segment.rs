@@ -114,6 +114,24 @@ pub fn parse_key(key: &str) -> Option<(String, i32, i64)> {
         .filter(|(t, p, o)| key == self::key(t, *p, *o))
 }
 
+/// The segments under `prefix` (a topic's or a partition's), as
+/// (partition, first offset, key), in partition and offset order; other
+/// objects under it are skipped.
+pub async fn list(
+    archive: &dyn crate::Archive,
+    prefix: &str,
+) -> crate::Result<Vec<(i32, i64, String)>> {
+    let mut segments: Vec<(i32, i64, String)> = archive
+        .list(prefix)
+        .await?
+        .into_iter()
+        .filter_map(|o| parse_key(&o.key).map(|(_, p, first)| (p, first, o.key)))
+        .collect();
+    // Key order puts partition 10 before 2.
+    segments.sort();
+    Ok(segments)
+}
+
 fn schema() -> Schema {
     #[allow(clippy::expect_used)]
     Schema::parse_str(RECORD_SCHEMA).expect("the archived record schema parses")

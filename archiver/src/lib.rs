@@ -115,6 +115,19 @@ pub fn archived(r: &Record) -> ArchivedRecord {
     }
 }
 
+/// An archived record as a stage sees it (replay reads the archive so).
+pub fn unarchived(topic: &str, partition: i32, r: ArchivedRecord) -> Record {
+    Record {
+        topic: topic.to_owned(),
+        partition,
+        offset: r.offset,
+        key: r.key,
+        payload: r.value,
+        timestamp: r.timestamp,
+        headers: r.headers,
+    }
+}
+
 pub struct Archiver {
     archive: Arc<dyn Archive>,
     rotation: Rotation,
@@ -137,33 +150,27 @@ impl Archiver {
     /// go on filling.
     async fn load(&self, topic: &str, partition: i32) -> Result<Partition, StageError> {
         let mut state = Partition::empty(topic, partition);
-        let listed = self
-            .archive
-            .list(&segment::partition_prefix(topic, partition))
+        let listed = segment::list(&*self.archive, &segment::partition_prefix(topic, partition))
             .await
             .map_err(stage_error)?;
-        let Some(last) = listed
-            .iter()
-            .rev()
-            .find(|o| segment::parse_key(&o.key).is_some())
-        else {
+        let Some((_, _, last)) = listed.last() else {
             return Ok(state);
         };
         let bytes = self
             .archive
-            .get(&last.key)
+            .get(last)
             .await
             .map_err(stage_error)?
-            .ok_or_else(|| StageError(format!("{} vanished while loading it", last.key)))?;
+            .ok_or_else(|| StageError(format!("{last} vanished while loading it")))?;
         let open = Segment::decode(&bytes)
-            .map_err(|e| StageError(format!("{} cannot be read: {e}", last.key)))?;
+            .map_err(|e| StageError(format!("{last} cannot be read: {e}")))?;
         let Some(tail) = open.records.last() else {
-            return Err(StageError(format!("{} holds no record", last.key)));
+            return Err(StageError(format!("{last} holds no record")));
         };
         state.next = tail.offset + 1;
         state.open_durable = open.records.len();
         state.open = open;
-        info!(topic, partition, segment = %last.key, next = state.next, "archive resumes");
+        info!(topic, partition, segment = %last, next = state.next, "archive resumes");
         Ok(state)
     }
 

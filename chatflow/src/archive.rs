@@ -43,14 +43,7 @@ async fn ls(args: LsArgs) -> anyhow::Result<()> {
         Some(p) => segment::partition_prefix(&args.topic, p),
         None => segment::topic_prefix(&args.topic),
     };
-    let mut listed: Vec<_> = archive
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| segment::parse_key(&o.key).map(|(_, p, first)| (p, first, o.key)))
-        .collect();
-    // Key order is partition 10 before 2; show partitions in number order.
-    listed.sort();
+    let listed = segment::list(&*archive, &prefix).await?;
     println!(
         "{:>9} {:>12} {:>12} {:>8} {:>10}  {:24} {:24} key",
         "partition", "first", "last", "records", "bytes", "first record", "last record"
