@@ -32,19 +32,14 @@ pub fn follow(
     shutdown: CancellationToken,
     mut handle: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let timeout = Duration::from_secs(10);
     let consumer: BaseConsumer = config.reader(fetch_wait).create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let mut tpl = TopicPartitionList::new();
     let mut pending = HashMap::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            let start = if from == Start::Beginning { low } else { high };
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
-            if high > start {
-                pending.insert(p.id(), high);
-            }
+    for (p, low, high) in crate::ops::watermarks(&consumer, topic)? {
+        let start = if from == Start::Beginning { low } else { high };
+        tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
+        if high > start {
+            pending.insert(p, high);
         }
     }
     if tpl.count() == 0 {

@@ -16,6 +16,28 @@ use crate::{KafkaConfig, KafkaError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Each partition of `topic` with its low and high watermarks, in
+/// partition order; none when the topic does not exist.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let mut out = Vec::new();
+    for t in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+    {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), TIMEOUT)?;
+            out.push((p.id(), low, high));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[derive(Clone, Debug)]
 pub struct TailOptions {
     pub topic: String,
@@ -37,19 +59,16 @@ pub fn tail(
     stop: &CancellationToken,
 ) -> Result<u64, KafkaError> {
     let consumer: BaseConsumer = config.reader(Duration::from_millis(100)).create()?;
-    let metadata = consumer.fetch_metadata(Some(&opts.topic), TIMEOUT)?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == opts.topic && t.error().is_none())
-        .ok_or_else(|| KafkaError::Permanent(format!("no topic {}", opts.topic)))?;
+    let partitions = watermarks(&consumer, &opts.topic)?;
+    if partitions.is_empty() {
+        return Err(KafkaError::Permanent(format!("no topic {}", opts.topic)));
+    }
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
-    for p in topic.partitions() {
-        let (low, high) = consumer.fetch_watermarks(&opts.topic, p.id(), TIMEOUT)?;
+    for (p, low, high) in partitions {
         let start = if opts.from_end { high } else { low };
-        tpl.add_partition_offset(&opts.topic, p.id(), Offset::Offset(start))?;
-        ends.push((p.id(), high));
+        tpl.add_partition_offset(&opts.topic, p, Offset::Offset(start))?;
+        ends.push((p, high));
     }
     consumer.assign(&tpl)?;
     let codec = Codec::new();
@@ -182,14 +201,10 @@ pub fn wait_caught_up(
         .reader(Duration::from_millis(100))
         .set("group.id", group)
         .create()?;
-    let metadata = probe.fetch_metadata(Some(topic), TIMEOUT)?;
-    let mut targets = Vec::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (_, high) = probe.fetch_watermarks(topic, p.id(), TIMEOUT)?;
-            targets.push((p.id(), high));
-        }
-    }
+    let targets: Vec<(i32, i64)> = watermarks(&probe, topic)?
+        .into_iter()
+        .map(|(p, _, high)| (p, high))
+        .collect();
     loop {
         let mut tpl = TopicPartitionList::new();
         for (p, _) in &targets {
@@ -221,16 +236,12 @@ pub fn read_all(config: &KafkaConfig, topic: &str) -> Result<(u64, u64, Duration
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), TIMEOUT)?;
-            if high > low {
-                assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-                remaining.insert(p.id(), high);
-            }
+    for (p, low, high) in watermarks(&consumer, topic)? {
+        if high > low {
+            assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
+            remaining.insert(p, high);
         }
     }
     let started = std::time::Instant::now();
