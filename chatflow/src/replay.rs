@@ -298,18 +298,10 @@ async fn replay_all(
 fn watermarks(config: &KafkaConfig) -> anyhow::Result<Vec<(i32, i64, i64)>> {
     let consumer: BaseConsumer = config.reader(Duration::from_millis(100)).create()?;
     let topic = streams::topics::EVENTS;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut out = Vec::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
-            out.push((p.id(), low, high));
-        }
-    }
+    let out = streams::ops::watermarks(&consumer, topic)?;
     if out.is_empty() {
         bail!("{topic} has no partitions");
     }
-    out.sort();
     Ok(out)
 }
 
@@ -323,16 +315,10 @@ async fn from_archive(
     batch: usize,
 ) -> anyhow::Result<i64> {
     let topic = streams::topics::EVENTS;
-    let mut keys: Vec<(i64, String)> = archive
-        .list(&segment::partition_prefix(topic, partition))
-        .await?
-        .into_iter()
-        .filter_map(|o| segment::parse_key(&o.key).map(|(_, _, first)| (first, o.key)))
-        .collect();
-    keys.sort();
-    for (i, (_, key)) in keys.iter().enumerate() {
+    let keys = segment::list(archive, &segment::partition_prefix(topic, partition)).await?;
+    for (i, (_, _, key)) in keys.iter().enumerate() {
         // A segment ends where the next one starts: skip those wholly done.
-        if keys.get(i + 1).is_some_and(|(first, _)| *first <= next) {
+        if keys.get(i + 1).is_some_and(|(_, first, _)| *first <= next) {
             continue;
         }
         let Some(bytes) = archive.get(key).await? else {
@@ -343,15 +329,7 @@ async fn from_archive(
             .records
             .into_iter()
             .filter(|r| r.offset >= next)
-            .map(|r| Record {
-                topic: topic.to_owned(),
-                partition,
-                offset: r.offset,
-                key: r.key,
-                payload: r.value,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            })
+            .map(|r| archiver::unarchived(topic, partition, r))
             .collect();
         for chunk in records.chunks(batch.max(1)) {
             replay.from_archive += chunk.len() as u64;
