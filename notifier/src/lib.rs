@@ -195,14 +195,18 @@ impl Notifier {
                     continue;
                 }
                 let key = (user.clone(), device.device_id.clone(), cid.clone());
-                let pushed = self
-                    .store
-                    .push_sent(user, &device.device_id, cid)
-                    .await
-                    .map_err(stage_error)?;
-                if pushed.is_some_and(|p| p >= seq) {
-                    count("already_sent");
-                    continue;
+                // The ledger matters only to a window about to open: one
+                // already open took newer messages than any pushed.
+                if !windows.contains_key(&key) {
+                    let pushed = self
+                        .store
+                        .push_sent(user, &device.device_id, cid)
+                        .await
+                        .map_err(stage_error)?;
+                    if pushed.is_some_and(|p| p >= seq) {
+                        count("already_sent");
+                        continue;
+                    }
                 }
                 let w = windows.entry(key).or_insert_with(|| Window {
                     platform: device.platform.clone().unwrap_or_default(),
@@ -232,7 +236,6 @@ impl Notifier {
                 };
             }
         }
-        self.update_holds(&windows);
         Ok(())
     }
 
@@ -246,7 +249,6 @@ impl Notifier {
             }
             !moot
         });
-        self.update_holds(&windows);
     }
 
     fn update_holds(&self, windows: &HashMap<Key, Window>) {
@@ -392,13 +394,9 @@ impl Notifier {
     }
 }
 
-fn stage_error(e: store::StoreError) -> StageError {
-    StageError(e.to_string())
-}
-
-#[async_trait]
-impl Stage for Notifier {
-    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
+impl Notifier {
+    /// Opens, fills and cancels windows for a batch's events.
+    async fn handle(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
         let mut rejected = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let event: ChatEvent = match record.decode(&self.codec) {
@@ -420,6 +418,20 @@ impl Stage for Notifier {
             }
         }
         Ok(rejected)
+    }
+}
+
+fn stage_error(e: store::StoreError) -> StageError {
+    StageError(e.to_string())
+}
+
+#[async_trait]
+impl Stage for Notifier {
+    async fn process(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
+        let result = self.handle(batch).await;
+        // Once per batch: the runtime asks for it only between batches.
+        self.update_holds(&*self.windows.lock().await);
+        result
     }
 
     fn durable_offset(&self, topic: &str, partition: i32) -> Option<i64> {
