@@ -163,6 +163,9 @@ pub struct PostMessage {
     pub reply_to: Option<i64>,
     #[serde(default)]
     pub mentions: Vec<String>,
+    /// Send without a push notification (it still counts as unread).
+    #[serde(default)]
+    pub silent: bool,
 }
 
 #[derive(Serialize, ToSchema)]

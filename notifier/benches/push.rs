@@ -96,6 +96,7 @@ async fn setup(store: &dyn Store) -> Vec<Record> {
                 device_id: "d".into(),
             },
             payload: Payload::MessagePosted(MessagePosted {
+                silent: false,
                 message_id: format!("m{seq}"),
                 client_msg_id: format!("c{seq}"),
                 body: "hello".into(),

@@ -54,6 +54,7 @@ fn posted(conversation: &str, seq: i64) -> (EventWrite, Record) {
             device_id: "d".into(),
         },
         payload: Payload::MessagePosted(MessagePosted {
+            silent: false,
             message_id: format!("m{seq}"),
             client_msg_id: format!("c{seq}"),
             body: "hi".into(),

@@ -116,6 +116,11 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             platform: p.platform,
             push_token: p.push_token,
         },
+        Payload::MessagePinned(p) => Mutation::PinMessage {
+            seq: p.seq,
+            pinned: p.pinned,
+            user_id: actor,
+        },
         Payload::DeviceRemoved(p) => Mutation::RemoveDevice {
             user_id: actor,
             device_id: p.device_id,

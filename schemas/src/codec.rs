@@ -11,65 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::event::*;
-
-/// The compiled-in schemas and the ids the built-in registry serves them under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SchemaId {
-    ChatEvent = 1,
-    DevicePresence = 2,
-    Typing = 3,
-    Delivery = 4,
-}
-
-impl SchemaId {
-    pub const ALL: [SchemaId; 4] = [
-        SchemaId::ChatEvent,
-        SchemaId::DevicePresence,
-        SchemaId::Typing,
-        SchemaId::Delivery,
-    ];
-
-    pub fn id(self) -> u32 {
-        self as u32
-    }
-
-    pub fn from_id(id: u32) -> Option<SchemaId> {
-        SchemaId::ALL.into_iter().find(|s| s.id() == id)
-    }
-
-    /// The schema text, exactly as in `schemas/avro`.
-    pub fn text(self) -> &'static str {
-        match self {
-            SchemaId::ChatEvent => include_str!("../avro/chat_event.avsc"),
-            SchemaId::DevicePresence => include_str!("../avro/device_presence.avsc"),
-            SchemaId::Typing => include_str!("../avro/typing.avsc"),
-            SchemaId::Delivery => include_str!("../avro/delivery.avsc"),
-        }
-    }
-
-    /// The registry subject of this record: `<topic>-value` (Confluent's
-    /// topic-name strategy); every node's inbox shares `chat.inbox-value`.
-    pub fn subject(self) -> &'static str {
-        match self {
-            SchemaId::ChatEvent => "chat.events-value",
-            SchemaId::DevicePresence => "chat.presence-value",
-            SchemaId::Typing => "chat.signals-value",
-            SchemaId::Delivery => "chat.inbox-value",
-        }
-    }
-
-    /// The registry subject under the topic-name strategy (`<topic>-value`)
-    /// for fixed topics; inbox topics are per node, so their subject is
-    /// matched by prefix in the registry.
-    pub fn topic(self) -> &'static str {
-        match self {
-            SchemaId::ChatEvent => "chat.events",
-            SchemaId::DevicePresence => "chat.presence",
-            SchemaId::Typing => "chat.signals",
-            SchemaId::Delivery => "chat.inbox.",
-        }
-    }
-}
+use crate::resolve::Resolver;
+use crate::versions::{RegistryIds, SchemaId, VERSIONS, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -98,71 +41,64 @@ pub trait Record: Sized {
     fn from_avro(value: Value) -> Result<Self, CodecError>;
 }
 
-/// The ids an external schema registry gave chatflow's schemas, set once
-/// at start (`--schema-registry`); without it the compiled-in ids are used,
-/// which are also what chatflow's built-in registry serves.
-static REGISTRY_IDS: OnceLock<RegistryIds> = OnceLock::new();
-
-/// Registry id of each compiled-in schema.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegistryIds([u32; 4]);
-
-impl RegistryIds {
-    pub fn compiled() -> Self {
-        RegistryIds(SchemaId::ALL.map(SchemaId::id))
-    }
-
-    pub fn with(mut self, schema: SchemaId, id: u32) -> Self {
-        self.0[schema as usize - 1] = id;
-        self
-    }
-
-    pub fn get(&self, schema: SchemaId) -> u32 {
-        self.0[schema as usize - 1]
-    }
-
-    /// The schema a registry id stands for.
-    pub fn schema_of(&self, id: u32) -> Option<SchemaId> {
-        SchemaId::ALL.into_iter().find(|s| self.get(*s) == id)
-    }
-
-    /// Makes every [`Codec`] made from now on use these ids; false if ids
-    /// were set already.
-    pub fn install(self) -> bool {
-        REGISTRY_IDS.set(self).is_ok()
-    }
-}
-
-/// A compiled-in schema, parsed once per process, with its datum writer
+/// A compiled-in version, parsed once per process, with its datum writer
 /// and reader built once (building them resolves the schema's names: a
-/// cost per record when it was done per call).
+/// cost per record when it was done per call); an earlier version also
+/// holds its resolution into the current one.
 struct Prepared {
-    id: SchemaId,
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
+    upgrade: Option<Resolver>,
 }
 
+impl Prepared {
+    fn read(&self, mut body: &[u8]) -> Result<Value, CodecError> {
+        let value = self.reader.read_value(&mut body)?;
+        if !body.is_empty() {
+            return Err(CodecError::Avro(format!(
+                "{} trailing bytes after the datum",
+                body.len()
+            )));
+        }
+        match &self.upgrade {
+            Some(resolver) => resolver.resolve(value),
+            None => Ok(value),
+        }
+    }
+}
+
+/// The compiled-in schema texts and their resolutions are covered by
+/// tests; each is parsed once and lives as long as the process.
+#[allow(clippy::expect_used)]
 fn prepared() -> &'static [Prepared] {
-    static PREPARED: std::sync::OnceLock<Vec<Prepared>> = std::sync::OnceLock::new();
+    static PREPARED: OnceLock<Vec<Prepared>> = OnceLock::new();
     PREPARED.get_or_init(|| {
-        SchemaId::ALL
+        let parsed: Vec<&'static Schema> = VERSIONS
+            .iter()
+            .map(|v| {
+                &*Box::leak(Box::new(
+                    Schema::parse_str(v.text).expect("compiled-in schema parses"),
+                ))
+            })
+            .collect();
+        VERSIONS
             .into_iter()
-            .map(|id| {
-                // The schema texts are compiled in and covered by tests;
-                // each is parsed once and lives as long as the process.
-                #[allow(clippy::expect_used)]
-                let schema: &'static Schema = Box::leak(Box::new(
-                    Schema::parse_str(id.text()).expect("compiled-in schema parses"),
-                ));
-                #[allow(clippy::expect_used)]
+            .zip(&parsed)
+            .map(|(version, &schema)| {
                 let writer = GenericDatumWriter::builder(schema)
                     .build()
                     .expect("a compiled-in schema resolves");
-                #[allow(clippy::expect_used)]
                 let reader = GenericDatumReader::builder(schema)
                     .build()
                     .expect("a compiled-in schema resolves");
-                Prepared { id, writer, reader }
+                let current = parsed[version.schema.current().index()];
+                let upgrade = (!version.is_current())
+                    .then(|| Resolver::new(schema, current).expect("compiled-in versions resolve"));
+                Prepared {
+                    writer,
+                    reader,
+                    upgrade,
+                }
             })
             .collect()
     })
@@ -183,13 +119,9 @@ impl std::fmt::Debug for Codec {
 
 impl Codec {
     pub fn new() -> Self {
-        let ids = REGISTRY_IDS
-            .get()
-            .copied()
-            .unwrap_or_else(RegistryIds::compiled);
         Codec {
             schemas: prepared(),
-            ids,
+            ids: RegistryIds::installed(),
         }
     }
 
@@ -201,17 +133,12 @@ impl Codec {
         }
     }
 
-    fn prepared(&self, id: SchemaId) -> &Prepared {
-        // Every SchemaId is prepared in `prepared()`.
-        #[allow(clippy::expect_used)]
-        self.schemas
-            .iter()
-            .find(|p| p.id == id)
-            .expect("every schema id is prepared")
+    fn prepared(&self, version: Version) -> &Prepared {
+        &self.schemas[version.index()]
     }
 
     pub fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, CodecError> {
-        let writer = &self.prepared(R::SCHEMA).writer;
+        let writer = &self.prepared(R::SCHEMA.current()).writer;
         let mut out = Vec::with_capacity(128);
         out.push(0);
         out.extend_from_slice(&self.ids.get(R::SCHEMA).to_be_bytes());
@@ -219,29 +146,29 @@ impl Codec {
         Ok(out)
     }
 
+    /// Decodes a record written with any compiled-in version of its
+    /// schema (the framed id names the writer's version) into the current
+    /// one.
     pub fn decode<R: Record>(&self, bytes: &[u8]) -> Result<R, CodecError> {
-        let (id, mut body) = split_header(bytes)?;
-        if self.schema_of(id) != Some(R::SCHEMA) {
-            return Err(CodecError::WrongSchema {
+        let (id, body) = split_header(bytes)?;
+        let version = self
+            .version_of(id)
+            .filter(|v| v.schema == R::SCHEMA)
+            .ok_or(CodecError::WrongSchema {
                 expected: self.ids.get(R::SCHEMA),
                 found: id,
-            });
-        }
-        let reader = &self.prepared(R::SCHEMA).reader;
-        let value = reader.read_value(&mut body)?;
-        if !body.is_empty() {
-            return Err(CodecError::Avro(format!(
-                "{} trailing bytes after the datum",
-                body.len()
-            )));
-        }
-        R::from_avro(value)
+            })?;
+        R::from_avro(self.prepared(version).read(body)?)
     }
 
-    /// The schema behind a framed id: this codec's registry ids, or the
+    /// The version behind a framed id: this codec's registry ids, or the
     /// compiled-in ones (records written before a registry was configured).
+    fn version_of(&self, id: u32) -> Option<Version> {
+        self.ids.version_of(id).or_else(|| Version::by_id(id))
+    }
+
     fn schema_of(&self, id: u32) -> Option<SchemaId> {
-        self.ids.schema_of(id).or_else(|| SchemaId::from_id(id))
+        self.version_of(id).map(|v| v.schema)
     }
 
     /// Which record a framed value holds, if this codec knows its schema.
@@ -364,6 +291,7 @@ impl Record for ChatEvent {
             Payload::MemberMuted(p) => branch(12, p),
             Payload::DeviceRegistered(p) => branch(13, p),
             Payload::DeviceRemoved(p) => branch(14, p),
+            Payload::MessagePinned(p) => branch(15, p),
         }?;
         Ok(Value::Record(vec![
             ("event_id".into(), Value::String(self.event_id.clone())),
@@ -401,6 +329,7 @@ impl Record for ChatEvent {
                     12 => Payload::MemberMuted(from(v)?),
                     13 => Payload::DeviceRegistered(from(v)?),
                     14 => Payload::DeviceRemoved(from(v)?),
+                    15 => Payload::MessagePinned(from(v)?),
                     other => return Err(CodecError::UnknownBranch(other as usize)),
                 }
             }

@@ -46,6 +46,7 @@ fn every_payload() -> Vec<Payload> {
             role: "admin".into(),
         }),
         Payload::MessagePosted(MessagePosted {
+            silent: false,
             message_id: "01J0000000000000000000000B".into(),
             client_msg_id: "m-1".into(),
             body: "héllo 世界 👋".into(),
@@ -53,6 +54,7 @@ fn every_payload() -> Vec<Payload> {
             mentions: vec!["bob".into()],
         }),
         Payload::MessagePosted(MessagePosted {
+            silent: true,
             message_id: "01J0000000000000000000000C".into(),
             client_msg_id: "m-2".into(),
             body: String::new(),
@@ -88,6 +90,10 @@ fn every_payload() -> Vec<Payload> {
         Payload::DeviceRemoved(DeviceRemoved {
             device_id: "phone".into(),
         }),
+        Payload::MessagePinned(MessagePinned {
+            seq: 7,
+            pinned: true,
+        }),
     ]
 }
 
@@ -97,11 +103,11 @@ fn every_payload_round_trips() {
     let payloads = every_payload();
     // One case per union branch, so a new branch without a test fails here.
     let branches: std::collections::HashSet<_> = payloads.iter().map(|p| p.kind()).collect();
-    assert_eq!(branches.len(), 15);
+    assert_eq!(branches.len(), 16);
     for payload in payloads {
         let original = event(payload);
         let bytes = codec.encode(&original).unwrap();
-        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 1], "Confluent header");
+        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 5], "Confluent header, v2 id");
         let decoded: ChatEvent = codec.decode(&bytes).unwrap();
         assert_eq!(decoded, original);
     }
@@ -164,7 +170,7 @@ fn bad_bytes_are_errors_not_panics() {
     assert!(matches!(
         codec.decode::<ChatEvent>(&[0, 0, 0, 0, 2, 2]),
         Err(CodecError::WrongSchema {
-            expected: 1,
+            expected: 5,
             found: 2
         })
     ));
@@ -177,8 +183,77 @@ fn bad_bytes_are_errors_not_panics() {
             "cut at {cut}"
         );
     }
-    let mut garbage = vec![0, 0, 0, 0, 1];
+    let mut garbage = vec![0, 0, 0, 0, 5];
     garbage.extend_from_slice(&[0xff; 32]);
     assert!(codec.decode::<ChatEvent>(&garbage).is_err());
     assert!(codec.decode_json(b"not avro").is_err());
+}
+
+/// `event` as chatflow wrote it before v2: framed with id 1, encoded with
+/// the v1 schema (no `silent`; no `MessagePinned` branch existed).
+fn written_by_v1(event: &ChatEvent) -> Vec<u8> {
+    let v1 = VERSIONS[0];
+    assert_eq!((v1.schema, v1.number), (SchemaId::ChatEvent, 1));
+    let schema = Schema::parse_str(v1.text).unwrap();
+    let mut value = event.to_avro().unwrap();
+    if let Value::Record(fields) = &mut value
+        && let Some((_, Value::Union(_, payload))) = fields.iter_mut().find(|(n, _)| n == "payload")
+        && let Value::Record(inner) = payload.as_mut()
+    {
+        inner.retain(|(name, _)| name != "silent");
+    }
+    let mut out = vec![0, 0, 0, 0, 1];
+    let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+    writer.write_value(&mut out, value).unwrap();
+    out
+}
+
+#[test]
+fn records_written_with_v1_decode_into_v2_with_their_branch_and_defaults() {
+    let codec = Codec::new();
+    for payload in every_payload() {
+        if matches!(payload, Payload::MessagePinned(_)) {
+            continue;
+        }
+        let mut expected = event(payload);
+        if let Payload::MessagePosted(p) = &mut expected.payload {
+            p.silent = false;
+        }
+        let bytes = written_by_v1(&expected);
+        // The same branch, not merely one of the same shape
+        // (MessageDeleted, ReadUpTo and DeliveredUpTo are all {seq}).
+        assert_eq!(codec.decode::<ChatEvent>(&bytes).unwrap(), expected);
+        assert_eq!(
+            codec.decode_json(&bytes).unwrap(),
+            serde_json::to_value(&expected).unwrap()
+        );
+    }
+}
+
+#[test]
+fn every_version_reads_every_earlier_one() {
+    // BACKWARD_TRANSITIVE, as the registry enforces: an edit of an .avsc
+    // that breaks reading the log written so far fails here.
+    for schema in SchemaId::ALL {
+        let versions: Vec<_> = schema
+            .versions()
+            .map(|v| Schema::parse_str(v.text).unwrap())
+            .collect();
+        for (n, reader) in versions.iter().enumerate() {
+            for writer in &versions[..n] {
+                let c = apache_avro::schema_compatibility::SchemaCompatibility::can_read(
+                    writer, reader,
+                );
+                assert!(
+                    matches!(
+                        c,
+                        Ok(apache_avro::schema_compatibility::Compatibility::Full)
+                    ),
+                    "{schema:?} v{} cannot read an earlier version: {c:?}",
+                    n + 1
+                );
+            }
+        }
+    }
+    assert_eq!(SchemaId::ChatEvent.current().number, 2);
 }

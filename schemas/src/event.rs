@@ -40,6 +40,7 @@ pub enum Payload {
     MemberMuted(MemberMuted),
     DeviceRegistered(DeviceRegistered),
     DeviceRemoved(DeviceRemoved),
+    MessagePinned(MessagePinned),
 }
 
 impl Payload {
@@ -61,6 +62,7 @@ impl Payload {
             Payload::MemberMuted(_) => "muted",
             Payload::DeviceRegistered(_) => "device_registered",
             Payload::DeviceRemoved(_) => "device_removed",
+            Payload::MessagePinned(_) => "message_pinned",
         }
     }
 }
@@ -109,6 +111,9 @@ pub struct MessagePosted {
     pub body: String,
     pub reply_to: Option<i64>,
     pub mentions: Vec<String>,
+    /// No push notification for it (v2; false in records written before).
+    #[serde(default)]
+    pub silent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +147,13 @@ pub struct ReadUpTo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveredUpTo {
     pub seq: i64,
+}
+
+/// A member pinned the message at `seq` for everyone, or unpinned it (v2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePinned {
+    pub seq: i64,
+    pub pinned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

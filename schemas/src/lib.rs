@@ -7,14 +7,17 @@ mod event;
 pub mod registry;
 #[cfg(feature = "registry-client")]
 pub mod registry_client;
+mod resolve;
+mod versions;
 
-pub use codec::{Codec, CodecError, Record, RegistryIds, SchemaId};
+pub use codec::{Codec, CodecError, Record};
 pub use event::{
     Actor, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
     DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted, MemberRemoved,
-    MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePosted, Payload,
-    ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
+    MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned, MessagePosted,
+    Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
 };
+pub use versions::{RegistryIds, SchemaId, VERSIONS, Version};
 
 /// The wall clock as the records carry it: milliseconds since the epoch.
 pub fn now_millis() -> i64 {

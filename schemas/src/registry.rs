@@ -1,6 +1,8 @@
 //! The built-in, read-only schema registry: the Confluent Schema Registry
-//! REST reads for the compiled-in schemas, so that Confluent's clients (and
-//! any tool that speaks the registry API) decode chatflow's topics.
+//! REST API over every version of the compiled-in schemas, so that
+//! Confluent's clients (and any tool that speaks the registry API) decode
+//! chatflow's topics, and a schema change can be checked for
+//! BACKWARD_TRANSITIVE compatibility before it ships.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -9,7 +11,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::SchemaId;
+use apache_avro::Schema;
+use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+
+use crate::{SchemaId, Version};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -18,6 +23,14 @@ pub fn router() -> Router {
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
         .route("/config", get(config))
+        .route(
+            "/mode",
+            get(|| async { reply(StatusCode::OK, json!({"mode": "READONLY"})) }),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compatibility),
+        )
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/subjects", get(subjects))
@@ -57,23 +70,23 @@ async fn config() -> Response {
     )
 }
 
-fn by_id(id: &str) -> Result<SchemaId, NotFound> {
+fn by_id(id: &str) -> Result<Version, NotFound> {
     id.parse::<u32>()
         .ok()
-        .and_then(SchemaId::from_id)
+        .and_then(Version::by_id)
         .ok_or_else(|| not_found(40403, format!("Schema {id} not found")))
 }
 
 async fn schema_by_id(Path(id): Path<String>) -> Response {
     match by_id(&id) {
-        Ok(schema) => reply(StatusCode::OK, json!({"schema": compact(schema)})),
+        Ok(v) => reply(StatusCode::OK, json!({"schema": compact(v)})),
         Err(e) => e.into_response(),
     }
 }
 
 async fn raw_schema_by_id(Path(id): Path<String>) -> Response {
     match by_id(&id) {
-        Ok(schema) => raw(schema),
+        Ok(v) => raw(v),
         Err(e) => e.into_response(),
     }
 }
@@ -98,44 +111,53 @@ async fn subjects() -> Response {
 
 async fn versions(Path(subject): Path<String>) -> Response {
     match by_subject(&subject) {
-        Ok(_) => reply(StatusCode::OK, json!([1])),
+        Ok(schema) => {
+            let numbers: Vec<u32> = schema.versions().map(|v| v.number).collect();
+            reply(StatusCode::OK, json!(numbers))
+        }
         Err(e) => e.into_response(),
     }
 }
 
-fn check_version(version: &str) -> Result<(), NotFound> {
-    match version {
-        "1" | "latest" | "-1" => Ok(()),
-        other => Err(not_found(40402, format!("Version {other} not found."))),
-    }
+/// A version of the subject's record: a number, or `latest` / `-1`.
+fn by_version(schema: SchemaId, version: &str) -> Result<Version, NotFound> {
+    let found = match version {
+        "latest" | "-1" => Some(schema.current()),
+        n => n
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| schema.versions().find(|v| v.number == n)),
+    };
+    found.ok_or_else(|| not_found(40402, format!("Version {version} not found.")))
+}
+
+fn described(subject: &str, v: Version) -> Value {
+    json!({"subject": subject, "version": v.number, "id": v.id, "schema": compact(v)})
 }
 
 async fn version(Path((subject, v)): Path<(String, String)>) -> Response {
-    match by_subject(&subject).and_then(|s| check_version(&v).map(|_| s)) {
-        Ok(schema) => reply(
-            StatusCode::OK,
-            json!({"subject": subject, "version": 1, "id": schema.id(), "schema": compact(schema)}),
-        ),
+    match by_subject(&subject).and_then(|s| by_version(s, &v)) {
+        Ok(version) => reply(StatusCode::OK, described(&subject, version)),
         Err(e) => e.into_response(),
     }
 }
 
 async fn raw_version(Path((subject, v)): Path<(String, String)>) -> Response {
-    match by_subject(&subject).and_then(|s| check_version(&v).map(|_| s)) {
-        Ok(schema) => raw(schema),
+    match by_subject(&subject).and_then(|s| by_version(s, &v)) {
+        Ok(version) => raw(version),
         Err(e) => e.into_response(),
     }
 }
 
-fn raw(schema: SchemaId) -> Response {
-    let value: Value = serde_json::from_str(schema.text()).unwrap_or(Value::Null);
+fn raw(v: Version) -> Response {
+    let value: Value = serde_json::from_str(v.text).unwrap_or(Value::Null);
     reply(StatusCode::OK, value)
 }
 
-fn compact(schema: SchemaId) -> String {
-    serde_json::from_str::<Value>(schema.text())
+fn compact(v: Version) -> String {
+    serde_json::from_str::<Value>(v.text)
         .map(|v| v.to_string())
-        .unwrap_or_else(|_| schema.text().to_owned())
+        .unwrap_or_else(|_| v.text.to_owned())
 }
 
 /// The body clients post: `{"schema": "<Avro JSON>", "schemaType"?: "AVRO"}`.
@@ -146,42 +168,119 @@ struct Posted {
     schema_type: Option<String>,
 }
 
-/// Whether a posted schema is the subject's compiled-in one (same
-/// canonical form).
-fn matches(schema: SchemaId, posted: &Posted) -> bool {
-    if posted.schema_type.as_deref().is_some_and(|t| t != "AVRO") {
-        return false;
+/// Confluent's 422: the posted schema is not an Avro schema.
+struct Invalid(String);
+
+impl IntoResponse for Invalid {
+    fn into_response(self) -> Response {
+        reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error_code": 42201, "message": self.0}),
+        )
     }
-    match (
-        apache_avro::Schema::parse_str(&posted.schema),
-        apache_avro::Schema::parse_str(schema.text()),
-    ) {
-        (Ok(a), Ok(b)) => a.canonical_form() == b.canonical_form(),
-        _ => false,
+}
+
+fn parse(posted: &Posted) -> Result<Schema, Invalid> {
+    if let Some(t) = posted.schema_type.as_deref().filter(|t| *t != "AVRO") {
+        return Err(Invalid(format!("schema type {t} is not supported here")));
     }
+    Schema::parse_str(&posted.schema).map_err(|e| Invalid(format!("Invalid schema: {e}")))
+}
+
+/// The subject's version whose canonical form is the posted schema's.
+fn registered(schema: SchemaId, posted: &Schema) -> Option<Version> {
+    let form = posted.canonical_form();
+    schema
+        .versions()
+        .find(|v| Schema::parse_str(v.text).is_ok_and(|known| known.canonical_form() == form))
+}
+
+/// Why the posted schema cannot read what some version of the subject
+/// wrote (BACKWARD_TRANSITIVE), one message per such version.
+fn incompatibilities(schema: SchemaId, posted: &Schema) -> Vec<String> {
+    schema
+        .versions()
+        .filter_map(|v| {
+            let written = Schema::parse_str(v.text).ok()?;
+            match SchemaCompatibility::can_read(&written, posted) {
+                Ok(Compatibility::Full) => None,
+                Ok(_) => Some(format!(
+                    "version {}: some of its records cannot be read (a union branch is missing)",
+                    v.number
+                )),
+                Err(e) => Some(format!("version {}: {e}", v.number)),
+            }
+        })
+        .collect()
 }
 
 /// `POST /subjects/{subject}`: is this schema registered under the subject?
 async fn lookup(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
-    match by_subject(&subject) {
-        Ok(schema) if matches(schema, &posted) => reply(
-            StatusCode::OK,
-            json!({"subject": subject, "version": 1, "id": schema.id(), "schema": compact(schema)}),
-        ),
-        Ok(_) => not_found(40403, "Schema not found".into()).into_response(),
+    let schema = match by_subject(&subject) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match parse(&posted).map(|p| registered(schema, &p)) {
+        Ok(Some(v)) => reply(StatusCode::OK, described(&subject, v)),
+        Ok(None) => not_found(40403, "Schema not found".into()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-/// `POST /subjects/{subject}/versions`: this registry is read-only, so
-/// "registering" succeeds only for the schema it already holds.
+/// `POST /subjects/{subject}/versions`: a schema the subject holds gets its
+/// id; one that cannot read every earlier version (BACKWARD_TRANSITIVE) is
+/// refused as incompatible (409); a compatible new one is refused because
+/// the subject is read-only (chatflow's schemas change with a release).
 async fn register(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
-    match by_subject(&subject) {
-        Ok(schema) if matches(schema, &posted) => reply(StatusCode::OK, json!({"id": schema.id()})),
-        Ok(_) => reply(
+    let schema = match by_subject(&subject) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let posted = match parse(&posted) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(v) = registered(schema, &posted) {
+        return reply(StatusCode::OK, json!({"id": v.id}));
+    }
+    let problems = incompatibilities(schema, &posted);
+    if !problems.is_empty() {
+        return reply(
             StatusCode::CONFLICT,
-            json!({"error_code": 409, "message": "this registry is read-only: it holds chatflow's compiled-in schemas only"}),
-        ),
+            json!({"error_code": 409, "message": format!(
+                "Schema being registered is incompatible with an earlier schema for subject \"{subject}\" (BACKWARD_TRANSITIVE): {}",
+                problems.join("; ")
+            )}),
+        );
+    }
+    reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({"error_code": 42205, "message": format!(
+            "Subject {subject} is in read-only mode: chatflow's schemas change with a chatflow release (the schema is compatible)"
+        )}),
+    )
+}
+
+/// `POST /compatibility/subjects/{subject}/versions/{version}`: whether the
+/// posted schema could be the subject's next version. The level is
+/// BACKWARD_TRANSITIVE, so it is checked against every version whichever
+/// one is named.
+async fn compatibility(
+    Path((subject, v)): Path<(String, String)>,
+    Json(posted): Json<Posted>,
+) -> Response {
+    let schema = match by_subject(&subject).and_then(|s| by_version(s, &v).map(|_| s)) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match parse(&posted) {
+        Ok(posted) => {
+            let messages = incompatibilities(schema, &posted);
+            reply(
+                StatusCode::OK,
+                json!({"is_compatible": messages.is_empty(), "messages": messages}),
+            )
+        }
         Err(e) => e.into_response(),
     }
 }

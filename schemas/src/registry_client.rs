@@ -1,5 +1,5 @@
 //! Schema ids from a Confluent Schema Registry: at start, each compiled-in
-//! schema is posted under its subject (see [`SchemaId::subject`]); the
+//! version is posted under its subject (see [`crate::SchemaId::subject`]); the
 //! registry answers with its id, registering the schema if it is new and
 //! compatible. Records are then framed with those ids.
 
@@ -7,7 +7,7 @@ use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_sc
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
-use crate::{RegistryIds, SchemaId};
+use crate::{RegistryIds, VERSIONS};
 
 /// A schema the registry did not take (unreachable, or incompatible with
 /// what the subject already holds).
@@ -19,20 +19,23 @@ pub struct RegistryError {
     pub source: SRCError,
 }
 
-/// The registry's id for every compiled-in schema.
+/// The registry's id for every compiled-in version, oldest first (so that
+/// a registry enforcing compatibility sees them in the order they shipped
+/// and records written with an earlier version still decode).
 pub async fn resolve(url: &str) -> Result<RegistryIds, RegistryError> {
     let settings = SrSettings::new(url.trim_end_matches('/').to_owned());
     let mut ids = RegistryIds::compiled();
-    for schema in SchemaId::ALL {
-        let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.text().to_owned());
-        let registered = post_schema(&settings, schema.subject().to_owned(), supplied)
+    for version in VERSIONS {
+        let subject = version.schema.subject();
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, version.text.to_owned());
+        let registered = post_schema(&settings, subject.to_owned(), supplied)
             .await
             .map_err(|source| RegistryError {
-                subject: schema.subject(),
+                subject,
                 url: url.to_owned(),
                 source,
             })?;
-        ids = ids.with(schema, registered.id);
+        ids = ids.with_version(version, registered.id);
     }
     Ok(ids)
 }

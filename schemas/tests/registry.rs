@@ -20,15 +20,16 @@ async fn get(path: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn serves_every_compiled_in_schema_by_id() {
-    for id in SchemaId::ALL {
-        let (status, body) = get(&format!("/schemas/ids/{}", id.id())).await;
+    for version in schemas::VERSIONS {
+        let (status, body) = get(&format!("/schemas/ids/{}", version.id)).await;
         assert_eq!(status, StatusCode::OK);
         let schema: Value = serde_json::from_str(body["schema"].as_str().unwrap()).unwrap();
-        let file: Value = serde_json::from_str(id.text()).unwrap();
+        let file: Value = serde_json::from_str(version.text).unwrap();
         assert_eq!(schema, file);
         // And it parses as Avro.
         apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap();
     }
+    assert_eq!(SchemaId::ChatEvent.id(), 5);
     let (status, body) = get("/schemas/ids/99").await;
     assert_eq!(
         (status, body["error_code"].as_u64()),
@@ -51,11 +52,19 @@ async fn serves_subjects_under_the_topic_name_strategy() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (v["id"].as_u64(), v["version"].as_u64()),
-        (Some(1), Some(1))
+        (Some(5), Some(2))
     );
+    // Every earlier version stays readable, by version and by id.
+    let (_, v) = get("/subjects/chat.events-value/versions").await;
+    assert_eq!(v, serde_json::json!([1, 2]));
+    let (_, v) = get("/subjects/chat.events-value/versions/1").await;
+    assert_eq!(v["id"].as_u64(), Some(1));
+    let (status, v) = get("/schemas/ids/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!v["schema"].as_str().unwrap().contains("MessagePinned"));
     let (_, v) = get("/subjects/chat.inbox.node-7-value/versions/1").await;
     assert_eq!(v["id"].as_u64(), Some(u64::from(SchemaId::Delivery.id())));
-    let (status, v) = get("/subjects/chat.events-value/versions/2").await;
+    let (status, v) = get("/subjects/chat.events-value/versions/3").await;
     assert_eq!(
         (status, v["error_code"].as_u64()),
         (StatusCode::NOT_FOUND, Some(40402))
@@ -122,4 +131,121 @@ async fn a_registry_client_resolves_ids_over_http_and_the_codec_frames_with_them
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
+}
+
+async fn post(path: &str, schema: &Value) -> (StatusCode, Value) {
+    let body = serde_json::json!({"schema": schema.to_string()}).to_string();
+    let response = schemas::registry::router()
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/vnd.schemaregistry.v1+json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// The current ChatEvent schema, changed by `edit`.
+fn chat_event_v2_with(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut schema: Value = serde_json::from_str(SchemaId::ChatEvent.text()).unwrap();
+    edit(&mut schema);
+    schema
+}
+
+fn payload_branches(schema: &mut Value) -> &mut Vec<Value> {
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "payload")
+        .unwrap()["type"]
+        .as_array_mut()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refuses_a_change_that_cannot_read_every_earlier_version() {
+    const REGISTER: &str = "/subjects/chat.events-value/versions";
+    const CHECK: &str = "/compatibility/subjects/chat.events-value/versions/latest";
+    // Each version chatflow shipped registers as itself.
+    for version in SchemaId::ChatEvent.versions() {
+        let schema: Value = serde_json::from_str(version.text).unwrap();
+        let (status, v) = post(REGISTER, &schema).await;
+        assert_eq!(
+            (status, v["id"].as_u64()),
+            (StatusCode::OK, Some(u64::from(version.id)))
+        );
+    }
+    let incompatible = [
+        // A new field without a default: records already written lack it.
+        chat_event_v2_with(|s| {
+            s["fields"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "tenant", "type": "string"}))
+        }),
+        // A branch removed: records of that kind could no longer be read.
+        chat_event_v2_with(|s| {
+            payload_branches(s).retain(|b| b["name"] != "ReactionRemoved");
+        }),
+        // A field's type changed.
+        chat_event_v2_with(|s| {
+            s["fields"][0]["type"] = "long".into();
+        }),
+        // Only v1's branches lost: v2 was fine with v1, this is not with v2.
+        chat_event_v2_with(|s| {
+            payload_branches(s).retain(|b| b["name"] != "MessagePinned");
+        }),
+    ];
+    for schema in &incompatible {
+        let (status, v) = post(REGISTER, schema).await;
+        assert_eq!(
+            (status, v["error_code"].as_u64()),
+            (StatusCode::CONFLICT, Some(409)),
+            "{v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("BACKWARD_TRANSITIVE")
+        );
+        let (status, v) = post(CHECK, schema).await;
+        assert_eq!(
+            (status, v["is_compatible"].as_bool()),
+            (StatusCode::OK, Some(false))
+        );
+        assert!(!v["messages"].as_array().unwrap().is_empty());
+    }
+    // A compatible next version: an optional field and a new branch at the
+    // end. The check says so; registering is refused as read-only.
+    let next = chat_event_v2_with(|s| {
+        s["fields"].as_array_mut().unwrap().push(
+            serde_json::json!({"name": "tenant", "type": ["null", "string"], "default": null}),
+        );
+        payload_branches(s).push(serde_json::json!({
+            "type": "record", "name": "ConversationArchived", "fields": []
+        }));
+    });
+    let (status, v) = post(CHECK, &next).await;
+    assert_eq!(
+        (status, v["is_compatible"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    let (status, v) = post(REGISTER, &next).await;
+    assert_eq!(
+        (status, v["error_code"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(42205))
+    );
+    // Not Avro at all.
+    let (status, v) = post(REGISTER, &Value::from("nope")).await;
+    assert_eq!(
+        (status, v["error_code"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(42201))
+    );
 }

@@ -110,6 +110,7 @@ async fn apply_mutation(
                 last_seq: write.seq,
                 last_message_seq: None,
                 last_activity_at: write.at,
+                pinned: Vec::new(),
             });
             for (user_id, role) in members {
                 put_member(items, write, user_id, role).await?;
@@ -172,6 +173,8 @@ async fn apply_mutation(
                 reply_to: *reply_to,
                 mentions: mentions.clone(),
                 reactions: Default::default(),
+                pinned_by: None,
+                pinned_at: None,
             };
             items.put(&pk, &msg_sk(write.seq), &message)?;
             if let Some(m) = meta.as_mut() {
@@ -201,8 +204,32 @@ async fn apply_mutation(
                 m.body = None;
                 m.reactions.clear();
                 m.mentions.clear();
+                m.pinned_by = None;
+                m.pinned_at = None;
             })
-            .await?
+            .await?;
+            if let Some(m) = meta.as_mut() {
+                m.pinned.retain(|s| s != seq);
+            }
+        }
+        Mutation::PinMessage {
+            seq,
+            pinned,
+            user_id,
+        } => {
+            let mut pin = false;
+            update_message(items, write, *seq, |m| {
+                pin = *pinned && !m.deleted;
+                m.pinned_by = pin.then(|| user_id.clone());
+                m.pinned_at = pin.then_some(write.at);
+            })
+            .await?;
+            if let Some(m) = meta.as_mut() {
+                m.pinned.retain(|s| s != seq);
+                if pin {
+                    m.pinned.insert(0, *seq);
+                }
+            }
         }
         Mutation::AddReaction {
             seq,

@@ -445,6 +445,8 @@ async fn edits_deletes_reactions(store: &dyn Store) {
         (m.body.as_deref(), m.edited_at),
         (Some("edited"), Some(1_002))
     );
+    assert_eq!((m.pinned_by, m.pinned_at), (None, None));
+    pins(store).await;
     assert_eq!(m.reactions.len(), 1);
     assert_eq!(
         m.reactions["👍"],
@@ -457,6 +459,65 @@ async fn edits_deletes_reactions(store: &dyn Store) {
     let m = store.message("c5", 1).await.unwrap().unwrap();
     assert!(m.deleted && m.body.is_none() && m.reactions.is_empty());
     assert_eq!(m.seq, 1, "a tombstone keeps its seq");
+    assert_eq!(m.pinned_by, None, "a deleted message is no longer pinned");
+    let c = store.conversation("c5").await.unwrap().unwrap();
+    assert_eq!(c.pinned, Vec::<i64>::new());
+}
+
+fn pin(cid: &str, seq: i64, message: i64, pinned: bool, by: &str) -> EventWrite {
+    one(
+        cid,
+        seq,
+        Mutation::PinMessage {
+            seq: message,
+            pinned,
+            user_id: by.into(),
+        },
+    )
+}
+
+/// Pinning and unpinning, in a conversation of its own.
+async fn pins(store: &dyn Store) {
+    store
+        .apply(vec![
+            create("c8", 0, &[("ann", "owner"), ("bob", "admin")]),
+            post("c8", 1, "ann", "p1"),
+            post("c8", 2, "ann", "p2"),
+            pin("c8", 3, 1, true, "ann"),
+            pin("c8", 4, 2, true, "bob"),
+            pin("c8", 5, 1, true, "bob"),
+            pin("c8", 6, 99, true, "ann"),
+        ])
+        .await
+        .unwrap();
+    let c = store.conversation("c8").await.unwrap().unwrap();
+    assert_eq!(
+        c.pinned,
+        vec![1, 2],
+        "most recently pinned first, once each; a missing message is not pinned"
+    );
+    let m = store.message("c8", 1).await.unwrap().unwrap();
+    assert_eq!(
+        (m.pinned_by.as_deref(), m.pinned_at),
+        (Some("bob"), Some(1_005))
+    );
+    store
+        .apply(vec![pin("c8", 7, 1, false, "ann")])
+        .await
+        .unwrap();
+    let c = store.conversation("c8").await.unwrap().unwrap();
+    assert_eq!(c.pinned, vec![2]);
+    let m = store.message("c8", 1).await.unwrap().unwrap();
+    assert_eq!((m.pinned_by, m.pinned_at), (None, None));
+    // Replayed: nothing changes.
+    store
+        .apply(vec![pin("c8", 4, 2, false, "bob")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation("c8").await.unwrap().unwrap().pinned,
+        vec![2]
+    );
 }
 
 async fn receipts_and_cursors(store: &dyn Store) {

@@ -16,6 +16,9 @@ pub struct Conversation {
     /// The seq of the newest message, if any.
     pub last_message_seq: Option<i64>,
     pub last_activity_at: i64,
+    /// Seqs of the pinned messages, the most recently pinned first.
+    #[serde(default)]
+    pub pinned: Vec<i64>,
 }
 
 /// `CONV#<id>` / `MEMBER#<user>`
@@ -45,6 +48,11 @@ pub struct Message {
     pub mentions: Vec<String>,
     /// emoji → users, in the order they reacted.
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Who pinned the message for the conversation, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<i64>,
 }
 
 /// `CONV#<id>` / `COLD`: which of the conversation's messages moved to the
@@ -166,6 +174,13 @@ pub enum Mutation {
     SetMuted {
         user_id: String,
         muted: bool,
+    },
+    /// Pins the message at `seq` for the conversation (a deleted or
+    /// missing message is never pinned), or unpins it.
+    PinMessage {
+        seq: i64,
+        pinned: bool,
+        user_id: String,
     },
     /// A user's device (on the user's own stream, outside any conversation).
     PutDevice {

@@ -201,7 +201,8 @@ fn changed_message(m: &Mutation) -> Option<i64> {
         Mutation::EditMessage { seq, .. }
         | Mutation::DeleteMessage { seq }
         | Mutation::AddReaction { seq, .. }
-        | Mutation::RemoveReaction { seq, .. } => Some(*seq),
+        | Mutation::RemoveReaction { seq, .. }
+        | Mutation::PinMessage { seq, .. } => Some(*seq),
         _ => None,
     }
 }

@@ -15,6 +15,8 @@ pub struct NewMessage {
     pub body: String,
     pub reply_to: Option<i64>,
     pub mentions: Vec<String>,
+    /// No push notification for it.
+    pub silent: bool,
 }
 
 impl Gateway {
@@ -73,6 +75,7 @@ impl Gateway {
             body: m.body,
             reply_to: m.reply_to,
             mentions: m.mentions,
+            silent: m.silent,
         });
         let (seq, event) = self.publish(&m.conversation_id, actor, payload).await?;
         let ack = Ack {

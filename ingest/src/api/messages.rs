@@ -32,6 +32,7 @@ pub async fn post_message(
         body: req.body,
         reply_to: req.reply_to,
         mentions: req.mentions,
+        silent: req.silent,
     };
     let ack = gw.send_message(&user.sub, &device, new).await?;
     Ok((StatusCode::CREATED, Json(ack)).into_response())

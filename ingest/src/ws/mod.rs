@@ -85,6 +85,8 @@ enum ClientFrame {
         reply_to: Option<i64>,
         #[serde(default)]
         mentions: Vec<String>,
+        #[serde(default)]
+        silent: bool,
     },
     Typing {
         conversation_id: String,
@@ -322,6 +324,7 @@ async fn handle(
             body,
             reply_to,
             mentions,
+            silent,
         } => {
             let new = NewMessage {
                 conversation_id,
@@ -329,6 +332,7 @@ async fn handle(
                 body,
                 reply_to,
                 mentions,
+                silent,
             };
             let ack = gw
                 .send_message(&claims.sub, &socket.device_id, new)
