@@ -32,6 +32,8 @@ fn conflict(code: &'static str, message: &'static str) -> Denied {
 pub const MAX_MEMBERS: usize = 10_000;
 /// The most different reactions one message holds.
 pub const MAX_REACTIONS: usize = 50;
+/// The most messages pinned in one conversation.
+pub const MAX_PINS: usize = 50;
 
 /// The role a caller acts with in a conversation: a global admin acts as an
 /// owner anywhere; anyone else needs to be a member.
@@ -187,6 +189,35 @@ pub fn react(add: bool, has_it: bool, distinct: usize, emoji_known: bool) -> Res
         return Err(conflict(
             "too_many_reactions",
             "a message holds at most 50 different reactions",
+        ));
+    }
+    Ok(true)
+}
+
+/// Pins (or unpins) a message for the whole conversation: either member of
+/// a direct conversation, an owner or admin of a group, or a global admin.
+/// Ok(false): it already is so (no event). A conversation holds at most
+/// [`MAX_PINS`] pinned messages.
+pub fn pin(
+    kind: Kind,
+    role: Role,
+    global_admin: bool,
+    pin: bool,
+    is_pinned: bool,
+    pinned: usize,
+) -> Result<bool, Denied> {
+    if kind == Kind::Group && !role.manages() && !global_admin {
+        return Err(Denied::Forbidden(
+            "only an owner or admin can pin messages in a group",
+        ));
+    }
+    if pin == is_pinned {
+        return Ok(false);
+    }
+    if pin && pinned >= MAX_PINS {
+        return Err(conflict(
+            "too_many_pins",
+            "a conversation holds at most 50 pinned messages",
         ));
     }
     Ok(true)
@@ -351,6 +382,27 @@ mod tests {
             react(true, false, MAX_REACTIONS, true),
             Ok(true),
             "a known emoji"
+        );
+    }
+
+    #[test]
+    fn pins_are_for_managers_of_groups_and_anyone_in_a_direct_chat() {
+        use Kind::{Direct, Group};
+        assert_eq!(pin(Direct, Role::Member, false, true, false, 0), Ok(true));
+        assert_eq!(pin(Group, Role::Admin, false, true, false, 0), Ok(true));
+        assert_eq!(pin(Group, Role::Member, true, false, true, 1), Ok(true));
+        assert!(matches!(
+            pin(Group, Role::Member, false, true, false, 0),
+            Err(Denied::Forbidden(_))
+        ));
+        assert_eq!(pin(Group, Role::Owner, false, true, true, 1), Ok(false));
+        assert_eq!(
+            conflict_code(pin(Direct, Role::Member, false, true, false, MAX_PINS)),
+            Some("too_many_pins")
+        );
+        assert_eq!(
+            pin(Direct, Role::Member, false, false, true, MAX_PINS),
+            Ok(true)
         );
     }
 

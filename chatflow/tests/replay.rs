@@ -4,7 +4,9 @@
 //! the index into fresh targets (archive first, then the broker), one of
 //! them stopped halfway and resumed, one killed with SIGKILL and run again;
 //! `chatflow verify` finds them identical to the live models, and finds a
-//! deliberately changed target different.
+//! deliberately changed target different. Part of the log was written by
+//! a producer of the previous release (ChatEvent v1): it decodes and
+//! replays to the same model.
 
 mod common;
 
@@ -22,6 +24,76 @@ fn chatflow(args: &[&str], data: &Path, kafka: Option<std::net::SocketAddr>) -> 
         c.args(["--kafka-listen", &k.to_string()]);
     }
     c.output().unwrap()
+}
+
+/// A conversation as a producer of the previous release writes it:
+/// ChatEvent v1 records (framed with id 1), straight onto `chat.events`.
+async fn write_v1_conversation(kafka: std::net::SocketAddr, cid: &str) {
+    use schemas::{
+        Actor, ChatEvent, Codec, ConversationCreated, MemberSpec, MessagePosted, Payload,
+        ReactionAdded, ReadUpTo, VERSIONS,
+    };
+    let producer = streams::Producer::new(&streams::KafkaConfig::new(kafka.to_string())).unwrap();
+    let by = |user: &str, payload| ChatEvent {
+        event_id: ulid::Ulid::new().to_string(),
+        conversation_id: cid.into(),
+        occurred_at: schemas::now_millis(),
+        actor: Actor {
+            user_id: user.into(),
+            device_id: "old-app".into(),
+        },
+        payload,
+    };
+    let member = |user: &str, role: &str| MemberSpec {
+        user_id: user.into(),
+        role: role.into(),
+    };
+    let created = by(
+        "ann",
+        Payload::ConversationCreated(ConversationCreated {
+            kind: "group".into(),
+            name: Some("from v1".into()),
+            description: None,
+            members: vec![member("ann", "owner"), member("bob", "member")],
+        }),
+    );
+    let codec = Codec::new();
+    let v1 = VERSIONS[0];
+    let send = |event: ChatEvent| {
+        let bytes = codec.encode_version(&event, v1).unwrap();
+        assert_eq!(bytes[..5], [0, 0, 0, 0, 1]);
+        let producer = &producer;
+        async move {
+            producer
+                .send("chat.events", cid.as_bytes(), &bytes, None)
+                .await
+                .unwrap()
+                .1
+        }
+    };
+    send(created).await;
+    let posted = send(by(
+        "ann",
+        Payload::MessagePosted(MessagePosted {
+            message_id: ulid::Ulid::new().to_string(),
+            client_msg_id: "v1-m1".into(),
+            body: "written by v1".into(),
+            reply_to: None,
+            mentions: vec![],
+            silent: false,
+        }),
+    ))
+    .await;
+    send(by(
+        "bob",
+        Payload::ReactionAdded(ReactionAdded {
+            seq: posted,
+            emoji: "🎉".into(),
+        }),
+    ))
+    .await;
+    // {seq} like MessageDeleted: it must stay a read receipt.
+    send(by("bob", Payload::ReadUpTo(ReadUpTo { seq: posted }))).await;
 }
 
 fn text(o: &Output) -> String {
@@ -62,6 +134,7 @@ async fn replayed_store_and_index_verify_identical_to_live() {
         .await;
     assert_eq!(status, 201, "{direct}");
     let direct = direct["conversation_id"].as_str().unwrap().to_owned();
+    write_v1_conversation(cf.kafka, "v1-era").await;
     let mut seqs = Vec::new();
     for i in 0..60 {
         let (api, cid) = if i % 3 == 0 {
@@ -119,6 +192,22 @@ async fn replayed_store_and_index_verify_identical_to_live() {
             format!("/v1/conversations/{group}/members/cy"),
             None,
         ),
+        // v2: a pin, and a silent message.
+        (
+            "PUT",
+            format!("/v1/conversations/{group}/messages/{}/pin", seqs[7].1),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/conversations/{group}/messages"),
+            Some(json!({"client_msg_id": "quiet", "body": "shh", "silent": true})),
+        ),
+        (
+            "POST",
+            "/v1/conversations/v1-era/messages".into(),
+            Some(json!({"client_msg_id": "v2-m1", "body": "written by v2"})),
+        ),
     ];
     for (method, path, body) in calls {
         let (status, answer) = ann.call(method, &path, body).await;
@@ -131,6 +220,19 @@ async fn replayed_store_and_index_verify_identical_to_live() {
         )
         .await;
     assert!(status < 300, "{answer}");
+    // The v1 records, as the live model has them.
+    let (status, history) = bob.get("/v1/conversations/v1-era/messages").await;
+    assert_eq!(status, 200, "{history}");
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{history}");
+    assert_eq!(messages[0]["body"], "written by v1");
+    assert_eq!(messages[0]["reactions"]["🎉"], json!(["bob"]));
+    assert_eq!(
+        messages[0]["deleted"], false,
+        "a v1 read receipt is not a delete"
+    );
+    let (_, details) = ann.get(&format!("/v1/conversations/{group}")).await;
+    assert_eq!(details["pinned"], json!([seqs[7].1]), "{details}");
 
     // Part of the log is in the archive (segments of 25).
     let started = Instant::now();
@@ -220,7 +322,7 @@ async fn replayed_store_and_index_verify_identical_to_live() {
     };
     let (ok, report) = verify("persister", "fjall://rebuilt-store", "fjall://store");
     assert!(
-        ok && report.contains("2 conversations identical"),
+        ok && report.contains("3 conversations identical"),
         "{report}"
     );
     let (ok, report) = verify("indexer", "tantivy://rebuilt-search", "tantivy://search");

@@ -66,6 +66,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             put(api::messages::add_reaction).delete(api::messages::remove_reaction),
         )
         .route(
+            "/v1/conversations/{cid}/messages/{seq}/pin",
+            put(api::messages::pin).delete(api::messages::unpin),
+        )
+        .route(
             "/v1/conversations/{cid}/messages/{seq}/receipts",
             get(api::messages::receipts),
         )

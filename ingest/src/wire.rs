@@ -99,6 +99,11 @@ pub struct Message {
     pub mentions: Vec<String>,
     /// emoji → the users who reacted with it.
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Who pinned it for the conversation (absent: not pinned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<String>,
 }
 
 impl From<&store::Message> for Message {
@@ -116,6 +121,8 @@ impl From<&store::Message> for Message {
             reply_to: m.reply_to,
             mentions: m.mentions.clone(),
             reactions: m.reactions.clone(),
+            pinned_by: m.pinned_by.clone(),
+            pinned_at: m.pinned_at.map(rfc3339),
         }
     }
 }
@@ -151,6 +158,8 @@ pub struct ConversationDetails {
     pub role: String,
     pub last_seq: i64,
     pub members: Vec<MemberInfo>,
+    /// Seqs of the pinned messages, the most recently pinned first.
+    pub pinned: Vec<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -407,7 +407,9 @@ impl Notifier {
                 }
             };
             match &event.payload {
-                Payload::MessagePosted(p) => {
+                // A silent message notifies nobody (it still counts as
+                // unread, which the store keeps).
+                Payload::MessagePosted(p) if !p.silent => {
                     self.posted(record, &event, &p.mentions, &p.body).await?;
                 }
                 Payload::ReadUpTo(r) => {

@@ -32,6 +32,10 @@ async fn receiver(got: Got) -> String {
 }
 
 fn posted(conversation: &str, seq: i64) -> (EventWrite, Record) {
+    posted_as(conversation, seq, false)
+}
+
+fn posted_as(conversation: &str, seq: i64, silent: bool) -> (EventWrite, Record) {
     let write = EventWrite {
         conversation_id: conversation.into(),
         seq,
@@ -54,7 +58,7 @@ fn posted(conversation: &str, seq: i64) -> (EventWrite, Record) {
             device_id: "d".into(),
         },
         payload: Payload::MessagePosted(MessagePosted {
-            silent: false,
+            silent,
             message_id: format!("m{seq}"),
             client_msg_id: format!("c{seq}"),
             body: "hi".into(),
@@ -74,9 +78,9 @@ fn posted(conversation: &str, seq: i64) -> (EventWrite, Record) {
     (write, record)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store where ann and bob share "g:a", "g:b" and "g:c" and bob has
+/// one device with a webhook token; the webhook's receiver.
+async fn bob_with_a_webhook(dir: &tempfile::TempDir) -> (Arc<dyn Store>, Got, Providers) {
     let store: Arc<dyn Store> = Arc::new(FjallStore::open(&dir.path().join("store")).unwrap());
     let mut setup = vec![EventWrite {
         conversation_id: "user:bob".into(),
@@ -115,6 +119,13 @@ async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
         ))),
         ..Providers::default()
     };
+    (store, got, providers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, got, providers) = bob_with_a_webhook(&dir).await;
     let config = Config {
         window: Duration::ZERO,
         per_device_per_minute: 2,
@@ -157,4 +168,38 @@ async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
         let ledger = store.push_sent("bob", "web", cid).await.unwrap();
         assert_eq!(ledger.is_some(), told.contains(&seq), "{cid}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_message_notifies_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, got, providers) = bob_with_a_webhook(&dir).await;
+    let config = Config {
+        window: Duration::ZERO,
+        per_device_per_minute: 100,
+        show_body: false,
+        max_attempts: 3,
+    };
+    let stage = Notifier::new(store.clone(), Default::default(), providers, config, None);
+    let mut records = Vec::new();
+    for (seq, silent) in [(10, true), (11, false), (12, true)] {
+        let (write, record) = posted_as("g:a", seq, silent);
+        store.apply(vec![write]).await.unwrap();
+        records.push(record);
+    }
+    stage.process(&records).await.unwrap();
+    stage.flush().await.unwrap();
+    let started = Instant::now();
+    while got.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stage.flush().await.unwrap();
+    let told: Vec<i64> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(told, vec![11], "only the message that was not silent");
+    assert_eq!(stage.durable_offset("chat.events", 0), None, "nothing held");
 }

@@ -48,7 +48,10 @@ pub trait Record: Sized {
 struct Prepared {
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
+    /// This version's records into the current version (earlier ones).
     upgrade: Option<Resolver>,
+    /// The current version's records into this one (earlier ones).
+    downgrade: Option<Resolver>,
 }
 
 impl Prepared {
@@ -92,12 +95,14 @@ fn prepared() -> &'static [Prepared] {
                     .build()
                     .expect("a compiled-in schema resolves");
                 let current = parsed[version.schema.current().index()];
-                let upgrade = (!version.is_current())
-                    .then(|| Resolver::new(schema, current).expect("compiled-in versions resolve"));
+                let resolver =
+                    |from, to| Resolver::new(from, to).expect("compiled-in versions resolve");
+                let earlier = !version.is_current();
                 Prepared {
                     writer,
                     reader,
-                    upgrade,
+                    upgrade: earlier.then(|| resolver(schema, current)),
+                    downgrade: earlier.then(|| resolver(current, schema)),
                 }
             })
             .collect()
@@ -143,6 +148,34 @@ impl Codec {
         out.push(0);
         out.extend_from_slice(&self.ids.get(R::SCHEMA).to_be_bytes());
         writer.write_value(&mut out, record.to_avro()?)?;
+        Ok(out)
+    }
+
+    /// Encodes with an earlier compiled-in version of the record's schema,
+    /// framed with that version's id: what a producer writes during a
+    /// rolling upgrade while consumers of the previous release still run.
+    /// Fields that version lacks are dropped; a union branch it lacks is
+    /// an error.
+    pub fn encode_version<R: Record>(
+        &self,
+        record: &R,
+        version: Version,
+    ) -> Result<Vec<u8>, CodecError> {
+        if version.schema != R::SCHEMA {
+            return Err(CodecError::WrongSchema {
+                expected: self.ids.get(R::SCHEMA),
+                found: version.id,
+            });
+        }
+        let prepared = self.prepared(version);
+        let mut value = record.to_avro()?;
+        if let Some(down) = &prepared.downgrade {
+            value = down.resolve(value)?;
+        }
+        let mut out = Vec::with_capacity(128);
+        out.push(0);
+        out.extend_from_slice(&self.ids.version_id(version).to_be_bytes());
+        prepared.writer.write_value(&mut out, value)?;
         Ok(out)
     }
 

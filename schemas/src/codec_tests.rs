@@ -220,6 +220,11 @@ fn records_written_with_v1_decode_into_v2_with_their_branch_and_defaults() {
             p.silent = false;
         }
         let bytes = written_by_v1(&expected);
+        assert_eq!(
+            codec.encode_version(&expected, VERSIONS[0]).unwrap(),
+            bytes,
+            "what a producer of the previous release writes"
+        );
         // The same branch, not merely one of the same shape
         // (MessageDeleted, ReadUpTo and DeliveredUpTo are all {seq}).
         assert_eq!(codec.decode::<ChatEvent>(&bytes).unwrap(), expected);
@@ -228,6 +233,20 @@ fn records_written_with_v1_decode_into_v2_with_their_branch_and_defaults() {
             serde_json::to_value(&expected).unwrap()
         );
     }
+}
+
+#[test]
+fn a_branch_the_earlier_version_lacks_cannot_be_written_with_it() {
+    let codec = Codec::new();
+    let pinned = event(Payload::MessagePinned(MessagePinned {
+        seq: 1,
+        pinned: true,
+    }));
+    assert!(codec.encode_version(&pinned, VERSIONS[0]).is_err());
+    assert!(
+        codec.encode_version(&pinned, VERSIONS[1]).is_err(),
+        "another record's schema"
+    );
 }
 
 #[test]

@@ -166,6 +166,11 @@ impl RegistryIds {
         self.0[schema.current().index()]
     }
 
+    /// The id records written with `version` carry.
+    pub fn version_id(&self, version: Version) -> u32 {
+        self.0[version.index()]
+    }
+
     /// The compiled-in version a registry id stands for.
     pub fn version_of(&self, id: u32) -> Option<Version> {
         let at = self.0.iter().position(|&i| i == id && id != 0)?;

@@ -2,9 +2,10 @@
 //! receipts members give, each one event on `chat.events`, checked against
 //! the caller's role.
 
-use chat::{Role, rules};
+use chat::{Kind, Role, rules};
 use schemas::{
-    DeliveredUpTo, MessageDeleted, MessageEdited, Payload, ReactionAdded, ReactionRemoved, ReadUpTo,
+    DeliveredUpTo, MessageDeleted, MessageEdited, MessagePinned, Payload, ReactionAdded,
+    ReactionRemoved, ReadUpTo,
 };
 use store::Message;
 
@@ -131,6 +132,35 @@ impl Gateway {
         } else {
             Payload::ReactionRemoved(ReactionRemoved { seq, emoji })
         };
+        let actor = actor(caller, device_id);
+        Ok(Some(self.publish(conversation_id, actor, payload).await?.0))
+    }
+
+    /// Pins or unpins a message for everyone in the conversation; a no-op
+    /// (no event, `None`) when it already is so.
+    pub async fn pin(
+        &self,
+        caller: &Claims,
+        device_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        pin: bool,
+    ) -> Result<Option<i64>, ApiError> {
+        let (role, message) = self.message_for(caller, conversation_id, seq).await?;
+        let conversation = self
+            .store
+            .conversation(conversation_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+        let kind = Kind::parse(&conversation.kind).unwrap_or(Kind::Group);
+        let is_pinned = message.pinned_by.is_some();
+        let count = conversation.pinned.len();
+        let role = Role::stored(&role);
+        if !rules::pin(kind, role, caller.is_admin(), pin, is_pinned, count)? {
+            return Ok(None);
+        }
+        self.check_rate(&caller.sub)?;
+        let payload = Payload::MessagePinned(MessagePinned { seq, pinned: pin });
         let actor = actor(caller, device_id);
         Ok(Some(self.publish(conversation_id, actor, payload).await?.0))
     }

@@ -78,6 +78,7 @@ pub async fn get_conversation(
         role: me.role,
         last_seq: c.last_seq,
         members: members.iter().map(MemberInfo::from).collect(),
+        pinned: c.pinned,
     }))
 }
 

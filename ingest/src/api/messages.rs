@@ -136,6 +136,32 @@ pub async fn remove_reaction(
     Ok(done(&cid, event_seq))
 }
 
+/// `PUT /v1/conversations/{cid}/messages/{seq}/pin`: pin for everyone.
+#[utoipa::path(put, path = "/v1/conversations/{cid}/messages/{seq}/pin", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::wire::Changed)))]
+pub async fn pin(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    ApiPath((cid, seq)): ApiPath<(String, i64)>,
+) -> Result<Json<Changed>, ApiError> {
+    let device = rest_device(&headers);
+    let event_seq = gw.pin(&user, &device, &cid, seq, true).await?;
+    Ok(done(&cid, event_seq))
+}
+
+/// `DELETE /v1/conversations/{cid}/messages/{seq}/pin`.
+#[utoipa::path(delete, path = "/v1/conversations/{cid}/messages/{seq}/pin", tag = "messages", params(("cid" = String, Path, description = "conversation id"), ("seq" = i64, Path, description = "message seq")), responses((status = 200, body = crate::wire::Changed)))]
+pub async fn unpin(
+    State(gw): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    ApiPath((cid, seq)): ApiPath<(String, i64)>,
+) -> Result<Json<Changed>, ApiError> {
+    let device = rest_device(&headers);
+    let event_seq = gw.pin(&user, &device, &cid, seq, false).await?;
+    Ok(done(&cid, event_seq))
+}
+
 /// `POST /v1/conversations/{cid}/read`: read up to seq, for all devices.
 #[utoipa::path(post, path = "/v1/conversations/{cid}/read", tag = "receipts", params(("cid" = String, Path, description = "conversation id")), request_body = crate::wire::ReadUpTo, responses((status = 200, body = crate::wire::Changed)))]
 pub async fn mark_read(

@@ -34,6 +34,8 @@ use crate::wire::ErrorBody;
         crate::api::messages::delete_message,
         crate::api::messages::add_reaction,
         crate::api::messages::remove_reaction,
+        crate::api::messages::pin,
+        crate::api::messages::unpin,
         crate::api::messages::mark_read,
         crate::api::messages::receipts,
         crate::api::search::search,
