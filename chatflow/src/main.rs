@@ -5,6 +5,7 @@
 mod archive;
 mod replay;
 mod serve;
+mod switch;
 mod tools;
 mod verify;
 
@@ -43,6 +44,8 @@ enum Command {
     Archive(archive::ArchiveCommand),
     /// Rebuild a read model from the log (archive, then broker) into a fresh target.
     Replay(replay::ReplayArgs),
+    /// Point the running chatflow at a rebuilt read model, without stopping it.
+    Switch(switch::SwitchArgs),
     /// Compare a rebuilt read model with the live one.
     Verify(verify::VerifyArgs),
     /// Measure send→receive latency and throughput against a fresh chatflow.
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Admin(command)) => runtime.block_on(tools::admin(command)),
         Some(Command::Archive(command)) => runtime.block_on(archive::run(command)),
         Some(Command::Replay(args)) => runtime.block_on(replay::run(args)),
+        Some(Command::Switch(args)) => runtime.block_on(switch::run(args)),
         Some(Command::Verify(args)) => runtime.block_on(verify::run(args)),
         Some(Command::Bench(args)) => runtime.block_on(loadgen::bench::run(args)),
     }

@@ -184,27 +184,95 @@ impl Replay {
     }
 }
 
+/// What a replay did.
+pub struct Outcome {
+    pub from_archive: u64,
+    pub from_broker: u64,
+    pub rejected: u64,
+    /// Stopped at `--max-events`, checkpointed.
+    pub stopped: bool,
+    pub seconds: f64,
+}
+
+impl Outcome {
+    pub fn events(&self) -> u64 {
+        self.from_archive + self.from_broker
+    }
+}
+
+/// Opens the fresh target of `model` and the stage that writes it, as live.
+pub async fn target_stage(model: Model, into: &str) -> anyhow::Result<Arc<dyn Stage>> {
+    Ok(match model {
+        Model::Persister => Arc::new(persister::Persister::new(
+            store::open(into)
+                .await
+                .with_context(|| format!("opening the store {into}"))?,
+        )),
+        Model::Indexer => Arc::new(indexer::Indexer::new(
+            search::open(into)
+                .await
+                .with_context(|| format!("opening the index {into}"))?,
+        )),
+    })
+}
+
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     crate::serve::enter_data_dir(&args.data.data_dir)?;
     cli::use_schema_registry(&args.registry).await?;
-    let from = parse_from(&args.from)?;
-    let stage: Arc<dyn Stage> = match args.model {
-        Model::Persister => Arc::new(persister::Persister::new(
-            store::open(&args.into)
-                .await
-                .with_context(|| format!("opening the store {}", args.into))?,
-        )),
-        Model::Indexer => Arc::new(indexer::Indexer::new(
-            search::open(&args.into)
-                .await
-                .with_context(|| format!("opening the index {}", args.into))?,
-        )),
-    };
+    let stage = target_stage(args.model, &args.into).await?;
     let archive = archive::open(&args.archive).await?;
-    let config = args.kafka.config();
-    let partitions = tokio::task::block_in_place(|| watermarks(&config))?;
-    let path = Checkpoint::path(args.model, &args.into);
-    let checkpoint = Checkpoint::load(&path, &args.into)?;
+    let plan = Plan {
+        model: args.model,
+        into: &args.into,
+        from: &args.from,
+        batch: args.batch,
+        max_events: args.max_events,
+        progress: true,
+    };
+    let outcome = rebuild(&plan, stage, &*archive, &args.kafka.config()).await?;
+    println!(
+        "replayed {} events into {} ({} from the archive, {} from the broker, {} skipped as undecodable) in {:.1} s: {:.0} events/s{}",
+        outcome.events(),
+        args.into,
+        outcome.from_archive,
+        outcome.from_broker,
+        outcome.rejected,
+        outcome.seconds,
+        outcome.events() as f64 / outcome.seconds.max(1e-9),
+        if outcome.stopped {
+            "; stopped at --max-events, run again to go on"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}
+
+/// What to replay, and how.
+pub struct Plan<'a> {
+    pub model: Model,
+    /// The target's URL: names its checkpoint.
+    pub into: &'a str,
+    pub from: &'a str,
+    pub batch: usize,
+    pub max_events: Option<u64>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Replays `chat.events` into `stage` (the target's stage, see
+/// [`target_stage`]) from the target's checkpoint (or `plan.from`) up to
+/// the broker's end now: the archive first, then the broker.
+pub async fn rebuild(
+    plan: &Plan<'_>,
+    stage: Arc<dyn Stage>,
+    archive: &dyn archive::Archive,
+    config: &KafkaConfig,
+) -> anyhow::Result<Outcome> {
+    let from = parse_from(plan.from)?;
+    let partitions = tokio::task::block_in_place(|| watermarks(config))?;
+    let path = Checkpoint::path(plan.model, plan.into);
+    let checkpoint = Checkpoint::load(&path, plan.into)?;
     let resume = checkpoint.next.clone();
     let start = |p: i32| match (resume.get(&p), &from) {
         (Some(next), _) => *next,
@@ -215,15 +283,19 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(p, _, high)| (high - start(*p)).max(0))
         .sum();
-    if !checkpoint.next.is_empty() {
+    if !checkpoint.next.is_empty() && plan.progress {
         eprintln!("resuming from {}: {:?}", path.display(), checkpoint.next);
     }
-    let bar = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "replaying {bar:40} {pos}/{len} events, {per_sec}, ETA {eta}",
+    let bar = if plan.progress {
+        indicatif::ProgressBar::new(total as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "replaying {bar:40} {pos}/{len} events, {per_sec}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut replay = Replay {
         stage,
         from_time: match from {
@@ -233,43 +305,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         checkpoint,
         path,
         bar,
-        max_events: args.max_events.unwrap_or(u64::MAX),
+        max_events: plan.max_events.unwrap_or(u64::MAX),
         from_archive: 0,
         from_broker: 0,
         rejected: 0,
     };
     let started = Instant::now();
-    let outcome = replay_all(
-        &mut replay,
-        &*archive,
-        &config,
-        partitions,
-        &start,
-        args.batch,
-    )
-    .await;
+    let outcome = replay_all(&mut replay, archive, config, partitions, &start, plan.batch).await;
     replay.bar.finish_and_clear();
     let stopped = match outcome {
         Ok(()) => false,
         Err(e) if e.is::<Stopped>() => true,
         Err(e) => return Err(e),
     };
-    let took = started.elapsed().as_secs_f64();
-    let events = replay.from_archive + replay.from_broker;
-    println!(
-        "replayed {events} events into {} ({} from the archive, {} from the broker, {} skipped as undecodable) in {took:.1} s: {:.0} events/s{}",
-        args.into,
-        replay.from_archive,
-        replay.from_broker,
-        replay.rejected,
-        events as f64 / took.max(1e-9),
-        if stopped {
-            "; stopped at --max-events, run again to go on"
-        } else {
-            ""
-        },
-    );
-    Ok(())
+    Ok(Outcome {
+        from_archive: replay.from_archive,
+        from_broker: replay.from_broker,
+        rejected: replay.rejected,
+        stopped,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 async fn replay_all(
@@ -277,7 +332,7 @@ async fn replay_all(
     archive: &dyn archive::Archive,
     config: &KafkaConfig,
     partitions: Vec<(i32, i64, i64)>,
-    start: &dyn Fn(i32) -> i64,
+    start: &(dyn Fn(i32) -> i64 + Sync),
     batch: usize,
 ) -> anyhow::Result<()> {
     for (partition, low, high) in partitions {
@@ -375,4 +430,64 @@ async fn from_broker(
         replay.feed(partition, records).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker's retention ran ahead of the archive: the offsets in
+    /// neither are named and nothing past the gap is replayed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gap_between_the_archive_and_the_broker_stops_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let stage = target_stage(Model::Persister, &format!("fjall://{}", target.display()))
+            .await
+            .unwrap();
+        let archive_dir = dir.path().join("archive");
+        let archive = archive::open(&format!("file://{}", archive_dir.display()))
+            .await
+            .unwrap();
+        let mut replay = Replay {
+            stage,
+            checkpoint: Checkpoint::default(),
+            path: dir.path().join("checkpoint.json"),
+            from_time: None,
+            bar: indicatif::ProgressBar::hidden(),
+            max_events: u64::MAX,
+            from_archive: 0,
+            from_broker: 0,
+            rejected: 0,
+        };
+        // Partition 0 starts at 100 on the broker; the archive is empty.
+        let unreachable = KafkaConfig::new("127.0.0.1:1");
+        let e = replay_all(
+            &mut replay,
+            &*archive,
+            &unreachable,
+            vec![(0, 100, 120)],
+            &|_| 0,
+            10,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("offsets 0..99 are in neither"),
+            "{e}"
+        );
+        assert_eq!((replay.from_archive, replay.from_broker), (0, 0));
+        assert!(!replay.path.exists(), "no checkpoint past the gap");
+        // Starting at the broker's start is no gap.
+        let at_start = replay_all(
+            &mut replay,
+            &*archive,
+            &unreachable,
+            vec![(0, 100, 100)],
+            &|_| 100,
+            10,
+        )
+        .await;
+        assert!(at_start.is_ok(), "{at_start:?}");
+    }
 }

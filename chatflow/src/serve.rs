@@ -100,6 +100,14 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        if args.services.contains(&ServiceName::Persister)
+            || args.services.contains(&ServiceName::Indexer)
+        {
+            let node = supervisor.node().clone();
+            supervisor.spawn_last("switch", |token| {
+                Box::pin(crate::switch::watch(node, token))
+            });
+        }
         banner(&args, http, broker.as_ref(), registry, &data_dir);
         supervisor.run().await
     }

@@ -5,7 +5,7 @@
 mod node;
 mod service;
 
-pub use node::{LocalInbox, Node, NodeArgs, ReadyCheck};
+pub use node::{Generations, LocalInbox, Node, NodeArgs, ReadyCheck};
 pub use service::{Running, Service, Supervisor, run, together};
 
 use std::net::SocketAddr;

@@ -61,6 +61,44 @@ pub struct NodeArgs {
     pub assignment: Assignment,
 }
 
+/// `<data dir>/generations.json`: the store and index an operator switched
+/// to (`chatflow switch`); they win over `--store` and `--search` from
+/// then on, so that a restart keeps serving what was switched to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Generations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persister: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexer: Option<String>,
+}
+
+impl Generations {
+    fn path(data_dir: &std::path::Path) -> PathBuf {
+        data_dir.join("generations.json")
+    }
+
+    /// None set when the file is absent or unreadable (logged).
+    pub fn load(data_dir: &std::path::Path) -> Generations {
+        let path = Self::path(data_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(path = %path.display(), error = %e, "ignoring an unreadable generation pointer");
+                Generations::default()
+            }),
+            Err(_) => Generations::default(),
+        }
+    }
+
+    /// Replaces the file whole (a crash leaves the old or the new one).
+    pub fn save(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
+        let path = Self::path(data_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
+
 /// A check of whether this process may take writes: `Some(reason)` if not.
 pub type ReadyCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
@@ -76,8 +114,8 @@ pub struct Node {
     pub metrics: PrometheusHandle,
     /// Cancelled once the stages have stopped: ends the followers.
     followers: CancellationToken,
-    store: OnceCell<Arc<Tiered>>,
-    search: OnceCell<Option<Arc<dyn SearchIndex>>>,
+    store: OnceCell<(Arc<store::Switch>, Arc<Tiered>)>,
+    search: OnceCell<Option<Arc<search::Switch>>>,
     archive: OnceCell<Arc<dyn Archive>>,
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
@@ -134,33 +172,61 @@ impl Node {
     }
 
     pub async fn tiered(&self) -> anyhow::Result<Arc<Tiered>> {
-        let url = &self.args.store.store;
-        let store = self
-            .store
+        Ok(self.stores().await?.1.clone())
+    }
+
+    /// The hot store as served now, replaceable while the process runs
+    /// (`chatflow switch persister`).
+    pub async fn store_switch(&self) -> anyhow::Result<Arc<store::Switch>> {
+        Ok(self.stores().await?.0.clone())
+    }
+
+    async fn stores(&self) -> anyhow::Result<&(Arc<store::Switch>, Arc<Tiered>)> {
+        self.store
             .get_or_try_init(|| async {
-                let hot = store::open(url)
+                let url = self
+                    .generations()
+                    .persister
+                    .unwrap_or_else(|| self.args.store.store.clone());
+                let hot = store::open(&url)
                     .await
                     .with_context(|| format!("opening the store {url}"))?;
-                Ok::<_, anyhow::Error>(Arc::new(Tiered::new(hot, self.archive().await?)))
+                let switch = Arc::new(store::Switch::new(&url, hot));
+                let tiered = Arc::new(Tiered::new(switch.clone(), self.archive().await?));
+                Ok::<_, anyhow::Error>((switch, tiered))
             })
-            .await?;
-        Ok(store.clone())
+            .await
+    }
+
+    /// The read models an operator switched this data dir to.
+    pub fn generations(&self) -> Generations {
+        Generations::load(self.data_dir())
     }
 
     /// The search index, if this process has one.
     pub async fn search(&self) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
+        Ok(self
+            .search_switch()
+            .await?
+            .map(|s| s as Arc<dyn SearchIndex>))
+    }
+
+    /// The search index as served now, replaceable while the process runs
+    /// (`chatflow switch indexer`).
+    pub async fn search_switch(&self) -> anyhow::Result<Option<Arc<search::Switch>>> {
         let url = self
             .args
             .search
             .clone()
             .or_else(|| self.runs("indexer").then(|| "tantivy://search".into()));
+        let url = url.map(|u| self.generations().indexer.unwrap_or(u));
         let index = self
             .search
             .get_or_try_init(|| async {
                 match &url {
                     Some(url) => search::open(url)
                         .await
-                        .map(Some)
+                        .map(|index| Some(Arc::new(search::Switch::new(url, index))))
                         .with_context(|| format!("opening the search index {url}")),
                     None => Ok(None),
                 }
