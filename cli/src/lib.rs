@@ -115,6 +115,11 @@ pub struct FetchArgs {
     /// Broker long-poll bound for the indexer (search is not a live path).
     #[arg(long, env = "CHATFLOW_INDEX_FETCH_WAIT_MS", default_value_t = 250)]
     pub index_fetch_wait_ms: u64,
+    /// How often each stage commits the offsets it processed (0: after
+    /// every batch). Each commit is a write on the broker; after a crash,
+    /// up to this much is processed again (the sinks are idempotent).
+    #[arg(long, env = "CHATFLOW_COMMIT_INTERVAL_MS", default_value_t = 1000)]
+    pub commit_interval_ms: u64,
 }
 
 /// The gateway's listener, identity and limits.

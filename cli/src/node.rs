@@ -306,6 +306,7 @@ impl Node {
             max_batch,
             fetch_wait,
             assignment: self.assignment(),
+            commit_every: Duration::from_millis(self.args.fetch.commit_interval_ms),
             ..Default::default()
         }
     }

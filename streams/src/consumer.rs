@@ -131,6 +131,11 @@ pub struct ConsumerSpec {
     /// How often to call [`Stage::flush`] (and commit what it made
     /// durable), for a stage that holds records; `None` for the others.
     pub flush_every: Option<Duration>,
+    /// How often to commit the offsets of processed batches (zero: after
+    /// every batch). Each commit is a write on the broker; what was
+    /// processed but not yet committed when the process dies is processed
+    /// again, which the stages' idempotent sinks absorb.
+    pub commit_every: Duration,
 }
 
 /// How a stage gets its partitions.
@@ -260,12 +265,29 @@ pub async fn run_stage(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
+    let mut commits = (!spec.commit_every.is_zero()).then(|| {
+        let every = spec.commit_every;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
+    // Offsets stored since the last commit.
+    let mut uncommitted = false;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick(&mut flush) => {
                 forget_revoked(&consumer, &*stage, &mut done);
                 flush_and_commit(&consumer, group, &*stage, &done).await?;
+                continue;
+            }
+            _ = tick(&mut commits), if uncommitted => {
+                uncommitted = false;
+                // Async: librdkafka sends it; a failure leaves the offsets
+                // stored, and the next commit carries them.
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                    warn!(group, error = %e, "commit failed");
+                }
                 continue;
             }
             m = consumer.recv() => m,
@@ -304,6 +326,10 @@ pub async fn run_stage(
         }
         done.advance(&batch);
         store_offsets(&consumer, group, &*stage, &done)?;
+        if commits.is_some() {
+            uncommitted = true;
+            continue;
+        }
         // A synchronous commit blocks this thread on the broker: tell the
         // runtime, so that its other tasks run meanwhile.
         let committed =
@@ -336,9 +362,9 @@ impl Positions {
     }
 }
 
-/// The next flush tick, or never for a stage without one.
-async fn tick(flush: &mut Option<tokio::time::Interval>) {
-    match flush {
+/// The next tick, or never without an interval.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
         Some(t) => {
             t.tick().await;
         }

@@ -125,6 +125,8 @@ fn spec(topic: &str, group: &str) -> ConsumerSpec {
         topics: vec![topic.into()],
         max_batch: 5,
         fetch_wait: Duration::from_millis(20),
+        // Commits on a timer, as the stages run.
+        commit_every: Duration::from_millis(100),
         ..Default::default()
     }
 }
@@ -342,4 +344,64 @@ async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(third.done.lock().unwrap().len(), 5);
+}
+
+/// Offsets committed on a timer reach the broker with no batch after them
+/// (a quiet partition keeps its place), and only what was processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_commits_land_in_a_quiet_period() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topics::ensure(
+        &config,
+        &[TopicSpec {
+            name: "t.quiet".into(),
+            partitions: 1,
+            config: vec![],
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    let producer = Producer::new(&config).unwrap();
+    for i in 0..20 {
+        producer
+            .send("t.quiet", b"k", format!("{i}").as_bytes(), None)
+            .await
+            .unwrap();
+    }
+    let (stage, _) = recorder(None, 0);
+    let shutdown = CancellationToken::new();
+    let spec = ConsumerSpec {
+        commit_every: Duration::from_millis(300),
+        ..spec("t.quiet", "g.quiet")
+    };
+    let task = tokio::spawn({
+        let (config, stage, shutdown) = (config.clone(), stage.clone(), shutdown.clone());
+        async move { run_stage(&config, spec, stage, shutdown).await }
+    });
+    wait_for(|| stage.done.lock().unwrap().len() == 20).await;
+    let probe: BaseConsumer = config
+        .consumer("g.quiet", Duration::from_millis(20))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("t.quiet", 0);
+    let committed = || {
+        let c = probe
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .unwrap();
+        c.find_partition("t.quiet", 0).unwrap().offset()
+    };
+    let mut seen = committed();
+    for _ in 0..100 {
+        if seen == Offset::Offset(20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = committed();
+    }
+    assert_eq!(seen, Offset::Offset(20), "committed while the stage runs");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
 }
