@@ -29,6 +29,11 @@ pub struct NotifierArgs {
     /// How long a device's pushes for a conversation collapse into one.
     #[arg(long, env = "CHATFLOW_PUSH_WINDOW", default_value = "3s", value_parser = humantime::parse_duration)]
     pub push_window: Duration,
+    /// Broker long-poll bound for the notifier. A push goes to a device
+    /// that is offline, seconds after the window opens: a tenth of a
+    /// second more is not seen, and each fetch costs the broker CPU.
+    #[arg(long, env = "CHATFLOW_PUSH_FETCH_WAIT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub push_fetch_wait: Duration,
     /// Pushes per device per minute, at most (more collapse and wait).
     #[arg(
         long,
@@ -152,7 +157,7 @@ impl cli::Service for Service {
             config,
             Some(node.producer().await?),
         );
-        let fetch_wait = node.args.fetch.live_fetch_wait();
+        let fetch_wait = args.push_fetch_wait;
         let tick =
             (args.push_window / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
         let spec = ConsumerSpec {
