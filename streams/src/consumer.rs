@@ -510,8 +510,12 @@ fn store_offsets(
 }
 
 /// `chat.dlq.<group>`: the original key and bytes, the reason in headers.
+/// A stage's dead-letter topic. Its producer is made on the first record
+/// to dead-letter: most stages never have one, and an idle producer still
+/// costs a polling thread and the broker's metadata requests.
 struct DeadLetters {
-    producer: Producer,
+    config: KafkaConfig,
+    producer: tokio::sync::OnceCell<Producer>,
     topic: String,
     group: String,
 }
@@ -519,10 +523,17 @@ struct DeadLetters {
 impl DeadLetters {
     fn new(config: &KafkaConfig, group: &str) -> Result<Self, KafkaError> {
         Ok(DeadLetters {
-            producer: Producer::new(config)?,
+            config: config.clone(),
+            producer: tokio::sync::OnceCell::new(),
             topic: topics::dlq(group),
             group: group.to_owned(),
         })
+    }
+
+    async fn producer(&self) -> Result<&Producer, KafkaError> {
+        self.producer
+            .get_or_try_init(|| async { Producer::new(&self.config) })
+            .await
     }
 
     /// Retries until the broker has the record; false on shutdown.
@@ -557,11 +568,15 @@ impl DeadLetters {
         loop {
             let key = record.key.as_deref().unwrap_or_default();
             let payload = record.payload.as_deref().unwrap_or_default();
-            match self
-                .producer
-                .send(&self.topic, key, payload, Some(headers()))
-                .await
-            {
+            let sent = match self.producer().await {
+                Ok(producer) => {
+                    producer
+                        .send(&self.topic, key, payload, Some(headers()))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok(_) => {
                     warn!(group, topic = %record.topic, partition = record.partition,
                         offset = record.offset, reason, "record dead-lettered");
