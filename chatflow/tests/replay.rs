@@ -10,21 +10,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Api, Chatflow, post};
+use common::{Api, Chatflow, chatflow, post, text};
 use serde_json::json;
-
-fn chatflow(args: &[&str], data: &Path, kafka: Option<std::net::SocketAddr>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chatflow"));
-    c.args(args).args(["--data-dir", data.to_str().unwrap()]);
-    if let Some(k) = kafka {
-        c.args(["--kafka-listen", &k.to_string()]);
-    }
-    c.output().unwrap()
-}
 
 /// A conversation as a producer of the previous release writes it:
 /// ChatEvent v1 records (framed with id 1), straight onto `chat.events`.
@@ -94,14 +84,6 @@ async fn write_v1_conversation(kafka: std::net::SocketAddr, cid: &str) {
     .await;
     // {seq} like MessageDeleted: it must stay a read receipt.
     send(by("bob", Payload::ReadUpTo(ReadUpTo { seq: posted }))).await;
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

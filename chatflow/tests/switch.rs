@@ -8,31 +8,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Api, Chatflow, post};
+use common::{Api, Chatflow, chatflow, post, text};
 use serde_json::json;
-
-fn chatflow(args: &[&str], data: &Path, kafka: Option<std::net::SocketAddr>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_chatflow"));
-    c.args(args).args(["--data-dir", data.to_str().unwrap()]);
-    if let Some(k) = kafka {
-        c.args(["--kafka-listen", &k.to_string()]);
-    }
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Every message of `cid`, oldest first, page by page.
 async fn history(api: &Api, cid: &str) -> Vec<serde_json::Value> {

@@ -4,9 +4,11 @@
 
 mod node;
 mod service;
+mod switch;
 
 pub use node::{Generations, LocalInbox, Node, NodeArgs, ReadyCheck};
 pub use service::{Running, Service, Supervisor, run, together};
+pub use switch::Switch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Stage};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::switch::Switch;
 use crate::{
     DataArgs, FetchArgs, KafkaArgs, MetricsArgs, SchemaRegistryArgs, StoreArgs, TopicArgs,
 };
@@ -106,6 +107,9 @@ pub type ReadyCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 /// the hop through `chat.inbox.<node>`.
 pub type LocalInbox = Arc<dyn Fn(&schemas::Delivery) + Send + Sync>;
 
+/// The hot store as served now, and the tiered view every service uses.
+type Stores = (Arc<Switch<dyn Store>>, Arc<Tiered>);
+
 pub struct Node {
     pub args: NodeArgs,
     pub kafka: KafkaConfig,
@@ -114,8 +118,8 @@ pub struct Node {
     pub metrics: PrometheusHandle,
     /// Cancelled once the stages have stopped: ends the followers.
     followers: CancellationToken,
-    store: OnceCell<(Arc<store::Switch>, Arc<Tiered>)>,
-    search: OnceCell<Option<Arc<search::Switch>>>,
+    store: OnceCell<Stores>,
+    search: OnceCell<Option<Arc<Switch<dyn SearchIndex>>>>,
     archive: OnceCell<Arc<dyn Archive>>,
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
@@ -177,11 +181,11 @@ impl Node {
 
     /// The hot store as served now, replaceable while the process runs
     /// (`chatflow switch persister`).
-    pub async fn store_switch(&self) -> anyhow::Result<Arc<store::Switch>> {
+    pub async fn store_switch(&self) -> anyhow::Result<Arc<Switch<dyn Store>>> {
         Ok(self.stores().await?.0.clone())
     }
 
-    async fn stores(&self) -> anyhow::Result<&(Arc<store::Switch>, Arc<Tiered>)> {
+    async fn stores(&self) -> anyhow::Result<&Stores> {
         self.store
             .get_or_try_init(|| async {
                 let url = self
@@ -191,7 +195,7 @@ impl Node {
                 let hot = store::open(&url)
                     .await
                     .with_context(|| format!("opening the store {url}"))?;
-                let switch = Arc::new(store::Switch::new(&url, hot));
+                let switch = Arc::new(Switch::new(&url, hot));
                 let tiered = Arc::new(Tiered::new(switch.clone(), self.archive().await?));
                 Ok::<_, anyhow::Error>((switch, tiered))
             })
@@ -213,7 +217,7 @@ impl Node {
 
     /// The search index as served now, replaceable while the process runs
     /// (`chatflow switch indexer`).
-    pub async fn search_switch(&self) -> anyhow::Result<Option<Arc<search::Switch>>> {
+    pub async fn search_switch(&self) -> anyhow::Result<Option<Arc<Switch<dyn SearchIndex>>>> {
         let url = self
             .args
             .search
@@ -226,7 +230,7 @@ impl Node {
                 match &url {
                     Some(url) => search::open(url)
                         .await
-                        .map(|index| Some(Arc::new(search::Switch::new(url, index))))
+                        .map(|index| Some(Arc::new(Switch::new(url, index))))
                         .with_context(|| format!("opening the search index {url}")),
                     None => Ok(None),
                 }

@@ -15,7 +15,6 @@ mod highlight;
 #[cfg(feature = "opensearch")]
 mod opensearch_index;
 mod query;
-mod switch;
 mod tantivy_index;
 
 use std::collections::HashMap;
@@ -28,7 +27,6 @@ pub use analysis::chat_analyzer;
 #[cfg(feature = "opensearch")]
 pub use opensearch_index::OpenSearchIndex;
 pub use query::{Clause, ParsedQuery};
-pub use switch::Switch;
 pub use tantivy_index::TantivyIndex;
 
 /// A search failure, classified for the caller.

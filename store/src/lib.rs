@@ -10,14 +10,12 @@ pub mod conformance;
 mod dynamo_store;
 mod fjall_store;
 mod model;
-mod switch;
 mod tiered;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamo_store::DynamoStore;
 pub use fjall_store::FjallStore;
 pub use model::*;
-pub use switch::Switch;
 pub use tiered::Tiered;
 
 use async_trait::async_trait;

@@ -472,3 +472,23 @@ pub async fn start<const N: usize>(users: [&str; N]) -> (tempfile::TempDir, Chat
     let apis: [Api; N] = apis.try_into().ok().unwrap();
     (dir, cf, apis)
 }
+
+/// `chatflow <args> --data-dir <data>` (and `--kafka-listen` when given),
+/// run to its end.
+pub fn chatflow(args: &[&str], data: &Path, kafka: Option<SocketAddr>) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chatflow"));
+    c.args(args).args(["--data-dir", data.to_str().unwrap()]);
+    if let Some(k) = kafka {
+        c.args(["--kafka-listen", &k.to_string()]);
+    }
+    c.output().unwrap()
+}
+
+/// A finished command's stdout and stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
