@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use cli::{DataArgs, Node};
+use cli::{DataArgs, Node, Switch};
 use serde::{Deserialize, Serialize};
+use streams::Stage;
 use tokio_util::sync::CancellationToken;
 
 use crate::replay::{self, Model, Plan};
@@ -135,6 +136,48 @@ pub async fn watch(node: Arc<Node>, shutdown: CancellationToken) -> anyhow::Resu
 
 /// Switches `model` to `into`; the message says what was done.
 async fn switch(node: &Node, model: Model, into: &str) -> anyhow::Result<String> {
+    match model {
+        Model::Persister => {
+            let switch = node.store_switch().await?;
+            let open = async {
+                store::open(into)
+                    .await
+                    .with_context(|| format!("opening the store {into}"))
+            };
+            let stage = |target| Arc::new(persister::Persister::new(target)) as Arc<dyn Stage>;
+            swap(node, model, into, &switch, open, stage).await
+        }
+        Model::Indexer => {
+            let Some(switch) = node.search_switch().await? else {
+                bail!("this chatflow has no search index");
+            };
+            let open = async {
+                search::open(into)
+                    .await
+                    .with_context(|| format!("opening the index {into}"))
+            };
+            let stage = |target| Arc::new(indexer::Indexer::new(target)) as Arc<dyn Stage>;
+            swap(node, model, into, &switch, open, stage).await
+        }
+    }
+}
+
+/// Opens the target, holds the model's writes, catches the target up,
+/// serves it, records it, and releases the writes (also on an error, with
+/// the old model still served).
+async fn swap<T: ?Sized>(
+    node: &Node,
+    model: Model,
+    into: &str,
+    switch: &Switch<T>,
+    open: impl Future<Output = anyhow::Result<Arc<T>>>,
+    stage: impl FnOnce(Arc<T>) -> Arc<dyn Stage>,
+) -> anyhow::Result<String> {
+    let from = switch.url();
+    if from == into {
+        return Ok(format!("already serving {into}"));
+    }
+    let target = open.await?;
     let archive = node.archive().await?;
     let plan = Plan {
         model,
@@ -144,48 +187,19 @@ async fn switch(node: &Node, model: Model, into: &str) -> anyhow::Result<String>
         max_events: None,
         progress: false,
     };
-    let held;
+    let stage = stage(target.clone());
+    let writes = switch.hold_writes().await;
+    let held = Instant::now();
+    let outcome = replay::rebuild(&plan, stage, &*archive, &node.kafka).await?;
+    // Recorded first: a failure leaves the old model served and recorded.
     let mut generations = node.generations();
-    let (outcome, from) = match model {
-        Model::Persister => {
-            let switch = node.store_switch().await?;
-            let from = switch.url();
-            if from == into {
-                return Ok(format!("already serving {into}"));
-            }
-            let target = store::open(into)
-                .await
-                .with_context(|| format!("opening the store {into}"))?;
-            let stage = Arc::new(persister::Persister::new(target.clone()));
-            let _held = switch.hold_writes().await;
-            held = Instant::now();
-            let outcome = replay::rebuild(&plan, stage, &*archive, &node.kafka).await?;
-            switch.replace(into, target);
-            generations.persister = Some(into.to_owned());
-            generations.save(node.data_dir())?;
-            (outcome, from)
-        }
-        Model::Indexer => {
-            let Some(switch) = node.search_switch().await? else {
-                bail!("this chatflow has no search index");
-            };
-            let from = switch.url();
-            if from == into {
-                return Ok(format!("already serving {into}"));
-            }
-            let target = search::open(into)
-                .await
-                .with_context(|| format!("opening the index {into}"))?;
-            let stage = Arc::new(indexer::Indexer::new(target.clone()));
-            let _held = switch.hold_writes().await;
-            held = Instant::now();
-            let outcome = replay::rebuild(&plan, stage, &*archive, &node.kafka).await?;
-            switch.replace(into, target);
-            generations.indexer = Some(into.to_owned());
-            generations.save(node.data_dir())?;
-            (outcome, from)
-        }
-    };
+    match model {
+        Model::Persister => generations.persister = Some(into.to_owned()),
+        Model::Indexer => generations.indexer = Some(into.to_owned()),
+    }
+    generations.save(node.data_dir())?;
+    switch.replace(into, target);
+    drop(writes);
     Ok(format!(
         "switched the {} from {from} to {into}: caught up {} events, writes held {:.0} ms; {from} is no longer used",
         format!("{model:?}").to_lowercase(),
