@@ -63,13 +63,11 @@ impl cli::Service for Service {
         };
         let events = node.run_stage(spec, Arc::new(stage), shutdown.clone());
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
-        let (fetch_wait, assignment) = (node.args.fetch.signals_fetch_wait(), node.assignment());
+        let signals_spec =
+            node.events_spec(SIGNALS_GROUP, 500, node.args.fetch.signals_fetch_wait());
         let signals: Running = Box::pin(async move {
             let fanout = Arc::new(fanout);
-            Ok(crate::signals::run(
-                &kafka, store, presence, fanout, fetch_wait, assignment, token,
-            )
-            .await?)
+            Ok(crate::signals::run(&kafka, store, presence, fanout, signals_spec, token).await?)
         });
         Ok(Box::pin(cli::together(vec![events, signals], shutdown)))
     }

@@ -192,14 +192,15 @@ const TYPING_STALE_MS: i64 = 5_000;
 /// Everything the router does besides events, until `shutdown`: typing
 /// from `chat.signals`, presence changes to those who share a conversation,
 /// and resets of silent gateway nodes. Call after the presence view is
-/// ready, so that its history is not announced as news.
+/// ready, so that its history is not announced as news. `spec` is the
+/// process's consumer settings (assignment, commit interval); its group,
+/// topics and batch size are set here.
 pub async fn run(
     kafka: &streams::KafkaConfig,
     store: Arc<dyn Store>,
     view: PresenceView,
     fanout: Arc<Fanout>,
-    fetch_wait: std::time::Duration,
-    assignment: streams::Assignment,
+    spec: streams::ConsumerSpec,
     shutdown: CancellationToken,
 ) -> Result<(), streams::KafkaError> {
     let notifier = tokio::spawn(notify_presence(
@@ -217,9 +218,7 @@ pub async fn run(
         group: SIGNALS_GROUP.into(),
         topics: vec![topics::SIGNALS.into()],
         max_batch: 500,
-        fetch_wait,
-        assignment,
-        ..Default::default()
+        ..spec
     };
     let stage = Arc::new(TypingStage::new(store, fanout));
     let result = streams::run_stage(kafka, spec, stage, shutdown.clone()).await;
