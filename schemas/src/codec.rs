@@ -143,12 +143,7 @@ impl Codec {
     }
 
     pub fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, CodecError> {
-        let writer = &self.prepared(R::SCHEMA.current()).writer;
-        let mut out = Vec::with_capacity(128);
-        out.push(0);
-        out.extend_from_slice(&self.ids.get(R::SCHEMA).to_be_bytes());
-        writer.write_value(&mut out, record.to_avro()?)?;
-        Ok(out)
+        self.encode_version(record, R::SCHEMA.current())
     }
 
     /// Encodes with an earlier compiled-in version of the record's schema,
