@@ -46,6 +46,7 @@ pub trait Record: Sized {
 /// cost per record when it was done per call); an earlier version also
 /// holds its resolution into the current one.
 struct Prepared {
+    schema: &'static Schema,
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
     /// This version's records into the current version (earlier ones).
@@ -99,6 +100,7 @@ fn prepared() -> &'static [Prepared] {
                     |from, to| Resolver::new(from, to).expect("compiled-in versions resolve");
                 let earlier = !version.is_current();
                 Prepared {
+                    schema,
                     writer,
                     reader,
                     upgrade: earlier.then(|| resolver(schema, current)),
@@ -107,6 +109,11 @@ fn prepared() -> &'static [Prepared] {
             })
             .collect()
     })
+}
+
+/// A compiled-in version's schema, parsed once per process.
+pub(crate) fn parsed(version: Version) -> &'static Schema {
+    prepared()[version.index()].schema
 }
 
 /// Frames and unframes chatflow's records; cheap to make (the schemas are

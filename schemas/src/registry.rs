@@ -192,7 +192,7 @@ fn registered(schema: SchemaId, posted: &Schema) -> Option<Version> {
     let form = posted.canonical_form();
     schema
         .versions()
-        .find(|v| Schema::parse_str(v.text).is_ok_and(|known| known.canonical_form() == form))
+        .find(|v| crate::codec::parsed(*v).canonical_form() == form)
 }
 
 /// Why the posted schema cannot read what some version of the subject
@@ -200,17 +200,16 @@ fn registered(schema: SchemaId, posted: &Schema) -> Option<Version> {
 fn incompatibilities(schema: SchemaId, posted: &Schema) -> Vec<String> {
     schema
         .versions()
-        .filter_map(|v| {
-            let written = Schema::parse_str(v.text).ok()?;
-            match SchemaCompatibility::can_read(&written, posted) {
+        .filter_map(
+            |v| match SchemaCompatibility::can_read(crate::codec::parsed(v), posted) {
                 Ok(Compatibility::Full) => None,
                 Ok(_) => Some(format!(
                     "version {}: some of its records cannot be read (a union branch is missing)",
                     v.number
                 )),
                 Err(e) => Some(format!("version {}: {e}", v.number)),
-            }
-        })
+            },
+        )
         .collect()
 }
 
