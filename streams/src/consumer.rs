@@ -254,7 +254,7 @@ pub async fn run_stage(
             spec.status.set(tpl.count());
         }
     }
-    let dlq = DeadLetters::new(config, &spec.group)?;
+    let dlq = DeadLetters::new(config, &spec.group);
     let group = spec.group.as_str();
     info!(group, topics = ?spec.topics, "stage consuming");
 
@@ -510,9 +510,9 @@ fn store_offsets(
 }
 
 /// `chat.dlq.<group>`: the original key and bytes, the reason in headers.
-/// A stage's dead-letter topic. Its producer is made on the first record
-/// to dead-letter: most stages never have one, and an idle producer still
-/// costs a polling thread and the broker's metadata requests.
+/// Its producer is made on the first record to dead-letter: most stages
+/// never have one, and an idle producer still costs a polling thread and
+/// the broker's metadata requests.
 struct DeadLetters {
     config: KafkaConfig,
     producer: tokio::sync::OnceCell<Producer>,
@@ -521,13 +521,13 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
-    fn new(config: &KafkaConfig, group: &str) -> Result<Self, KafkaError> {
-        Ok(DeadLetters {
+    fn new(config: &KafkaConfig, group: &str) -> Self {
+        DeadLetters {
             config: config.clone(),
             producer: tokio::sync::OnceCell::new(),
             topic: topics::dlq(group),
             group: group.to_owned(),
-        })
+        }
     }
 
     async fn producer(&self) -> Result<&Producer, KafkaError> {
@@ -568,12 +568,9 @@ impl DeadLetters {
         loop {
             let key = record.key.as_deref().unwrap_or_default();
             let payload = record.payload.as_deref().unwrap_or_default();
-            let sent = match self.producer().await {
-                Ok(producer) => {
-                    producer
-                        .send(&self.topic, key, payload, Some(headers()))
-                        .await
-                }
+            let producer = self.producer().await;
+            let sent = match producer {
+                Ok(p) => p.send(&self.topic, key, payload, Some(headers())).await,
                 Err(e) => Err(e),
             };
             match sent {
