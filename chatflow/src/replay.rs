@@ -92,14 +92,8 @@ impl Checkpoint {
     }
 
     /// Replaces the file whole (a crash leaves the old or the new one).
-    fn save(&self, path: &PathBuf) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+    fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        cli::write_whole(path, &serde_json::to_vec(self)?)
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use cli::{DataArgs, Node, Switch};
+use cli::{DataArgs, Node, Switch, write_whole};
 use serde::{Deserialize, Serialize};
 use streams::Stage;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,6 @@ pub async fn run(args: SwitchArgs) -> anyhow::Result<()> {
         request_path(&dir, args.model),
         answer_path(&dir, args.model),
     );
-    std::fs::create_dir_all(dir.join("replay"))?;
     let _ = std::fs::remove_file(&answer);
     write_whole(&request, args.into.as_bytes())?;
     let started = Instant::now();
@@ -83,13 +82,6 @@ pub async fn run(args: SwitchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// In a running chatflow: takes switch requests until `shutdown`.

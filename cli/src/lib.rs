@@ -301,3 +301,17 @@ pub async fn use_schema_registry(args: &SchemaRegistryArgs) -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// Replaces the file at `path` whole, making its directory if need be: the
+/// bytes go to `<path>.tmp` first and are renamed over it, so a crash
+/// leaves the old file or the new one, never a part.
+pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -92,11 +92,7 @@ impl Generations {
 
     /// Replaces the file whole (a crash leaves the old or the new one).
     pub fn save(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        crate::write_whole(&Self::path(data_dir), &serde_json::to_vec_pretty(self)?)
     }
 }
 
@@ -218,22 +214,22 @@ impl Node {
     /// The search index as served now, replaceable while the process runs
     /// (`chatflow switch indexer`).
     pub async fn search_switch(&self) -> anyhow::Result<Option<Arc<Switch<dyn SearchIndex>>>> {
-        let url = self
-            .args
-            .search
-            .clone()
-            .or_else(|| self.runs("indexer").then(|| "tantivy://search".into()));
-        let url = url.map(|u| self.generations().indexer.unwrap_or(u));
         let index = self
             .search
             .get_or_try_init(|| async {
-                match &url {
-                    Some(url) => search::open(url)
-                        .await
-                        .map(|index| Some(Arc::new(Switch::new(url, index))))
-                        .with_context(|| format!("opening the search index {url}")),
-                    None => Ok(None),
-                }
+                let configured = self
+                    .args
+                    .search
+                    .clone()
+                    .or_else(|| self.runs("indexer").then(|| "tantivy://search".into()));
+                let Some(configured) = configured else {
+                    return Ok(None);
+                };
+                let url = self.generations().indexer.unwrap_or(configured);
+                search::open(&url)
+                    .await
+                    .map(|index| Some(Arc::new(Switch::new(&url, index))))
+                    .with_context(|| format!("opening the search index {url}"))
             })
             .await?;
         Ok(index.clone())
