@@ -327,6 +327,17 @@ impl Gateway {
             .unwrap_or(-1)
     }
 
+    /// The stored conversation, or 404.
+    pub async fn stored_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<store::Conversation, ApiError> {
+        self.store
+            .conversation(conversation_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such conversation"))
+    }
+
     /// The caller's membership, or 403 (exists, not a member) / 404.
     pub async fn require_member(
         &self,

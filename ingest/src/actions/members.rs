@@ -43,11 +43,7 @@ impl Gateway {
                     .role,
             ))
         };
-        let conversation = self
-            .store
-            .conversation(conversation_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+        let conversation = self.stored_conversation(conversation_id).await?;
         rules::group_only(Kind::parse(&conversation.kind).unwrap_or(Kind::Group))?;
         rules::acting_role(member, caller.is_admin())
             .ok_or_else(|| ApiError::forbidden("you are not a member of this conversation"))

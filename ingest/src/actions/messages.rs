@@ -147,11 +147,7 @@ impl Gateway {
         pin: bool,
     ) -> Result<Option<i64>, ApiError> {
         let (role, message) = self.message_for(caller, conversation_id, seq).await?;
-        let conversation = self
-            .store
-            .conversation(conversation_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+        let conversation = self.stored_conversation(conversation_id).await?;
         let kind = Kind::parse(&conversation.kind).unwrap_or(Kind::Group);
         let is_pinned = message.pinned_by.is_some();
         let count = conversation.pinned.len();

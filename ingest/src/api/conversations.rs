@@ -62,11 +62,7 @@ pub async fn get_conversation(
 ) -> Result<Json<ConversationDetails>, ApiError> {
     let me = gw.require_member(&cid, &user.sub).await?;
     gw.read_your_writes(&cid, false).await?;
-    let c = gw
-        .store
-        .conversation(&cid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = gw.stored_conversation(&cid).await?;
     let members = gw.store.members(&cid).await?;
     Ok(Json(ConversationDetails {
         conversation_id: c.conversation_id,
