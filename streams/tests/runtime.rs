@@ -63,6 +63,16 @@ async fn produce(config: &KafkaConfig, topic: &str, payloads: &[String]) {
     }
 }
 
+/// Makes `name` with `partitions` partitions.
+async fn topic(config: &KafkaConfig, name: &str, partitions: i32) {
+    let spec = TopicSpec {
+        name: name.into(),
+        partitions,
+        config: vec![],
+    };
+    topics::ensure(config, &[spec], 1).await.unwrap();
+}
+
 /// Records what it processed; on the record `block_at` it never returns,
 /// like a process that dies mid-batch.
 struct Recorder {
@@ -145,17 +155,7 @@ async fn wait_for(mut check: impl FnMut() -> bool) {
 async fn a_consumer_killed_mid_batch_is_redone_from_what_was_not_stored() {
     let broker = TestBroker::start().await;
     let config = broker.config();
-    topics::ensure(
-        &config,
-        &[TopicSpec {
-            name: "t.kill".into(),
-            partitions: 1,
-            config: vec![],
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    topic(&config, "t.kill", 1).await;
     let payloads: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
     produce(&config, "t.kill", &payloads).await;
 
@@ -279,17 +279,7 @@ async fn poison_goes_to_the_dlq_and_transient_failures_are_retried() {
 async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
     let broker = TestBroker::start().await;
     let config = broker.config();
-    topics::ensure(
-        &config,
-        &[TopicSpec {
-            name: "t.all".into(),
-            partitions: 3,
-            config: vec![],
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    topic(&config, "t.all", 3).await;
     let producer = Producer::new(&config).unwrap();
     let send = |keys: std::ops::Range<i32>| {
         let producer = producer.clone();
@@ -352,24 +342,9 @@ async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
 async fn interval_commits_land_in_a_quiet_period() {
     let broker = TestBroker::start().await;
     let config = broker.config();
-    topics::ensure(
-        &config,
-        &[TopicSpec {
-            name: "t.quiet".into(),
-            partitions: 1,
-            config: vec![],
-        }],
-        1,
-    )
-    .await
-    .unwrap();
-    let producer = Producer::new(&config).unwrap();
-    for i in 0..20 {
-        producer
-            .send("t.quiet", b"k", format!("{i}").as_bytes(), None)
-            .await
-            .unwrap();
-    }
+    topic(&config, "t.quiet", 1).await;
+    let payloads: Vec<String> = (0..20).map(|i| format!("{i}")).collect();
+    produce(&config, "t.quiet", &payloads).await;
     let (stage, _) = recorder(None, 0);
     let shutdown = CancellationToken::new();
     let spec = ConsumerSpec {
