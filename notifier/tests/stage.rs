@@ -122,17 +122,32 @@ async fn bob_with_a_webhook(dir: &tempfile::TempDir) -> (Arc<dyn Store>, Got, Pr
     (store, got, providers)
 }
 
+/// A notifier without a collapse window, capped at `per_minute` pushes per
+/// device.
+fn notifier(store: &Arc<dyn Store>, providers: Providers, per_minute: usize) -> Notifier {
+    let config = Config {
+        window: Duration::ZERO,
+        per_device_per_minute: per_minute,
+        show_body: false,
+        max_attempts: 3,
+    };
+    Notifier::new(store.clone(), Default::default(), providers, config, None)
+}
+
+/// The seqs of the pushes the webhook received, in order.
+fn told(got: &Got) -> Vec<i64> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let (store, got, providers) = bob_with_a_webhook(&dir).await;
-    let config = Config {
-        window: Duration::ZERO,
-        per_device_per_minute: 2,
-        show_body: false,
-        max_attempts: 3,
-    };
-    let stage = Notifier::new(store.clone(), Default::default(), providers, config, None);
+    let stage = notifier(&store, providers, 2);
     // One message in each of three conversations, to bob's one device.
     let mut records = Vec::new();
     for (cid, seq) in [("g:a", 10), ("g:b", 11), ("g:c", 12)] {
@@ -158,12 +173,7 @@ async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
     stage.flush().await.unwrap();
     assert_eq!(got.lock().unwrap().len(), 2, "the cap still holds");
     // The ledger remembers what was told.
-    let told: Vec<i64> = got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|p| p["seq"].as_i64().unwrap())
-        .collect();
+    let told = told(&got);
     for (cid, seq) in [("g:a", 10), ("g:b", 11), ("g:c", 12)] {
         let ledger = store.push_sent("bob", "web", cid).await.unwrap();
         assert_eq!(ledger.is_some(), told.contains(&seq), "{cid}");
@@ -174,13 +184,7 @@ async fn the_rate_cap_holds_pushes_back_and_holds_their_offsets() {
 async fn a_silent_message_notifies_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let (store, got, providers) = bob_with_a_webhook(&dir).await;
-    let config = Config {
-        window: Duration::ZERO,
-        per_device_per_minute: 100,
-        show_body: false,
-        max_attempts: 3,
-    };
-    let stage = Notifier::new(store.clone(), Default::default(), providers, config, None);
+    let stage = notifier(&store, providers, 100);
     let mut records = Vec::new();
     for (seq, silent) in [(10, true), (11, false), (12, true)] {
         let (write, record) = posted_as("g:a", seq, silent);
@@ -194,12 +198,7 @@ async fn a_silent_message_notifies_nobody() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stage.flush().await.unwrap();
-    let told: Vec<i64> = got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|p| p["seq"].as_i64().unwrap())
-        .collect();
+    let told = told(&got);
     assert_eq!(told, vec![11], "only the message that was not silent");
     assert_eq!(stage.durable_offset("chat.events", 0), None, "nothing held");
 }
