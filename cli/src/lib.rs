@@ -103,6 +103,12 @@ pub struct FetchArgs {
     /// Broker long-poll bound for hops on the delivery path (router, inbox).
     #[arg(long, env = "CHATFLOW_LIVE_FETCH_WAIT_MS", default_value_t = 10)]
     pub live_fetch_wait_ms: u64,
+    /// Broker long-poll bound for the router's own read of `chat.events`
+    /// when the gateway in its process hands it each event at the ack:
+    /// that read only brings what was not handed over (events other
+    /// producers wrote) and bounds how long such an event waits.
+    #[arg(long, env = "CHATFLOW_BACKSTOP_FETCH_WAIT_MS", default_value_t = 250)]
+    pub backstop_fetch_wait_ms: u64,
     /// Broker long-poll bound for the persister.
     #[arg(long, env = "CHATFLOW_STORE_FETCH_WAIT_MS", default_value_t = 50)]
     pub store_fetch_wait_ms: u64,
@@ -149,6 +155,9 @@ pub struct GatewayArgs {
 impl FetchArgs {
     pub fn live_fetch_wait(&self) -> Duration {
         Duration::from_millis(self.live_fetch_wait_ms)
+    }
+    pub fn backstop_fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.backstop_fetch_wait_ms)
     }
     pub fn presence_fetch_wait(&self) -> Duration {
         Duration::from_millis(self.presence_fetch_wait_ms)

@@ -13,8 +13,8 @@ use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use search::SearchIndex;
 use store::{Store, Tiered};
-use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Stage};
-use tokio::sync::OnceCell;
+use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Stage};
+use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::switch::Switch;
@@ -97,6 +97,10 @@ impl Generations {
 }
 
 /// A check of whether this process may take writes: `Some(reason)` if not.
+/// Events handed over and not yet taken by the router; past this the
+/// gateway stops handing over and the router's own read brings them.
+const HANDOVER_CAPACITY: usize = 65_536;
+
 pub type ReadyCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// This process's deliveries for its own gateway node, handed over without
@@ -120,6 +124,7 @@ pub struct Node {
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
     local_inbox: Mutex<Option<(String, LocalInbox)>>,
+    handed: Mutex<Option<mpsc::Receiver<Record>>>,
     readiness: Arc<RwLock<Vec<ReadyCheck>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -143,6 +148,7 @@ impl Node {
             producer: OnceCell::new(),
             presence: OnceCell::new(),
             local_inbox: Mutex::default(),
+            handed: Mutex::default(),
             readiness: Arc::default(),
             threads: Mutex::default(),
         }
@@ -348,6 +354,20 @@ impl Node {
 
     /// Adds a condition for taking writes (a stage holding partitions, the
     /// store caught up with the log).
+    /// The channel on which this process's gateway hands its router each
+    /// event it produced, at the broker's ack (see `router::Sequenced`).
+    pub fn hand_events_over(&self) -> mpsc::Sender<Record> {
+        let (tx, rx) = mpsc::channel(HANDOVER_CAPACITY);
+        *lock(&self.handed) = Some(rx);
+        tx
+    }
+
+    /// The events the gateway hands over, for the router; `None` when no
+    /// gateway in this process does.
+    pub fn take_handed_events(&self) -> Option<mpsc::Receiver<Record>> {
+        lock(&self.handed).take()
+    }
+
     pub fn require(&self, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
         self.readiness
             .write()
@@ -370,6 +390,7 @@ impl Node {
     pub(crate) async fn close(&self) -> anyhow::Result<()> {
         self.followers.cancel();
         lock(&self.local_inbox).take();
+        lock(&self.handed).take();
         if let Some(producer) = self.producer.get() {
             producer
                 .flush(Duration::from_secs(10))

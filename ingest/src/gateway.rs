@@ -90,6 +90,9 @@ pub struct Gateway {
     pub sockets: TaskTracker,
     readiness: Option<Readiness>,
     producer: Producer,
+    /// Where each acknowledged event goes at once: the router in this
+    /// process (see `router::Sequenced`).
+    handover: Option<tokio::sync::mpsc::Sender<streams::Record>>,
     rate: RateLimiter,
     pub(crate) recent: RecentSends,
     written: Mutex<Written>,
@@ -117,6 +120,7 @@ impl Gateway {
             sockets: TaskTracker::new(),
             readiness: None,
             producer,
+            handover: None,
             rate,
             recent: RecentSends::default(),
             written: Mutex::default(),
@@ -154,6 +158,11 @@ impl Gateway {
             )),
             None => Ok(()),
         }
+    }
+
+    pub fn with_handover(mut self, handover: tokio::sync::mpsc::Sender<streams::Record>) -> Self {
+        self.handover = Some(handover);
+        self
     }
 
     pub fn with_presence_hook(mut self, hook: PresenceHook) -> Self {
@@ -194,7 +203,32 @@ impl Gateway {
         let ack = self
             .producer
             .enqueue(topics::EVENTS, conversation_id.as_bytes(), &bytes)?;
-        let (_, seq) = ack.await?;
+        let seq = match &self.handover {
+            None => ack.await?.1,
+            Some(handover) => {
+                // Handed over by a task of its own, so that a caller that
+                // goes away does not leave a gap the router must wait out.
+                let (handover, key) = (handover.clone(), conversation_id.as_bytes().to_vec());
+                let acked = tokio::spawn(async move {
+                    let (partition, offset) = ack.await?;
+                    let record = streams::Record {
+                        topic: topics::EVENTS.to_owned(),
+                        partition,
+                        offset,
+                        key: Some(key),
+                        payload: Some(bytes),
+                        timestamp: None,
+                        headers: Vec::new(),
+                    };
+                    // Full: the router's own read brings it.
+                    let _ = handover.try_send(record);
+                    Ok::<_, streams::KafkaError>(offset)
+                });
+                acked
+                    .await
+                    .map_err(|e| ApiError::unavailable("the producer", e))??
+            }
+        };
         if let Ok(mut w) = self.written.lock() {
             let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
             *any = (*any).max(seq);

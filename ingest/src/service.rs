@@ -100,8 +100,11 @@ impl cli::Service for Service {
             gateway = gateway.with_search(index);
         }
         if node.delivers_locally() {
-            // The router in this process knows a new device at once.
-            gateway = gateway.with_presence_hook(Arc::new(move |p| presence.apply(p)));
+            // The router in this process knows a new device at once, and
+            // gets each event at its ack.
+            gateway = gateway
+                .with_presence_hook(Arc::new(move |p| presence.apply(p)))
+                .with_handover(node.hand_events_over());
         }
         let gateway = Arc::new(gateway);
         if node.delivers_locally() {

@@ -4,6 +4,7 @@
 
 mod membership;
 pub mod presence;
+mod sequencer;
 mod service;
 pub mod signals;
 
@@ -19,6 +20,7 @@ use streams::{Producer, Record, Rejection, Stage, StageError, topics};
 use tokio::sync::Mutex;
 
 pub use presence::PresenceView;
+pub use sequencer::Sequenced;
 pub use signals::{Fanout, SIGNALS_GROUP, TypingStage};
 
 pub use service::{RouterArgs, Service};

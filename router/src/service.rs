@@ -9,7 +9,7 @@ use streams::topics::TopicSpec;
 use streams::{ConsumerSpec, StageStatus};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Fanout, GROUP, RouterStage, SIGNALS_GROUP};
+use crate::{Fanout, GROUP, RouterStage, SIGNALS_GROUP, Sequenced};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct RouterArgs {
@@ -56,12 +56,26 @@ impl cli::Service for Service {
             let status = status.clone();
             move || (status.partitions() == 0).then(|| "the router holds no partition".into())
         });
-        let fetch_wait = node.args.fetch.live_fetch_wait();
+        // With the gateway in this process handing events over at the ack,
+        // the router's own read is the backstop and can wait longer.
+        let handed = node.take_handed_events();
+        let fetch_wait = match handed {
+            Some(_) => node.args.fetch.backstop_fetch_wait(),
+            None => node.args.fetch.live_fetch_wait(),
+        };
         let spec = ConsumerSpec {
             status,
             ..node.events_spec(GROUP, self.0.max_batch, fetch_wait)
         };
-        let events = node.run_stage(spec, Arc::new(stage), shutdown.clone());
+        let mut parts = Vec::new();
+        match handed {
+            Some(handed) => {
+                let stage = Arc::new(Sequenced::new(stage));
+                parts.push(node.run_stage(spec, stage.clone(), shutdown.clone()));
+                parts.push(Box::pin(stage.follow_handed(handed, shutdown.clone())) as Running);
+            }
+            None => parts.push(node.run_stage(spec, Arc::new(stage), shutdown.clone())),
+        }
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
         let signals_spec =
             node.events_spec(SIGNALS_GROUP, 500, node.args.fetch.signals_fetch_wait());
@@ -69,6 +83,7 @@ impl cli::Service for Service {
             let fanout = Arc::new(fanout);
             Ok(crate::signals::run(&kafka, store, presence, fanout, signals_spec, token).await?)
         });
-        Ok(Box::pin(cli::together(vec![events, signals], shutdown)))
+        parts.push(signals);
+        Ok(Box::pin(cli::together(parts, shutdown)))
     }
 }

@@ -116,6 +116,11 @@ pub trait Stage: Send + Sync + 'static {
     /// is held for them (the new owner reads it again from the committed
     /// offset).
     fn revoked(&self, _partitions: &[(String, i32)]) {}
+
+    /// The stage holds these partitions (topic, partition) and will be
+    /// given each one's records from the offset named, in order. Told for
+    /// [`Assignment::All`], before the first batch.
+    fn assigned(&self, _starts: &[(String, i32, i64)]) {}
 }
 
 #[derive(Clone, Debug, Default)]
@@ -251,6 +256,8 @@ pub async fn run_stage(
         Assignment::All => {
             let tpl = tokio::task::block_in_place(|| all_partitions(&consumer, &spec.topics))?;
             consumer.assign(&tpl)?;
+            let starts = tokio::task::block_in_place(|| start_offsets(&consumer, &tpl))?;
+            stage.assigned(&starts);
             spec.status.set(tpl.count());
         }
     }
@@ -431,6 +438,30 @@ fn all_partitions(
         )));
     }
     Ok(tpl)
+}
+
+/// Where each partition of `tpl` will be read from: the group's committed
+/// offset, or (none committed, `auto.offset.reset` is earliest) the log's
+/// start.
+fn start_offsets(
+    consumer: &StreamConsumer<RuntimeContext>,
+    tpl: &TopicPartitionList,
+) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+    let timeout = Duration::from_secs(10);
+    let committed = consumer.committed_offsets(tpl.clone(), timeout)?;
+    let mut starts = Vec::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => {
+                consumer
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)?
+                    .0
+            }
+        };
+        starts.push((e.topic().to_owned(), e.partition(), offset));
+    }
+    Ok(starts)
 }
 
 fn commit_and_close(
