@@ -5,6 +5,7 @@ mod common;
 
 use common::{Api, Chatflow, Ws};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 fn events_of(frames: &[Value], seq: i64) -> usize {
     frames
@@ -87,14 +88,10 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     assert_eq!(events_of(&got, seq), 0);
     assert_eq!(resumed["events"], 0);
 
-    // The pipeline reports itself in Prometheus format.
-    let metrics = reqwest::get(cf.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for name in [
+    // The pipeline reports itself in Prometheus format. The router's own
+    // read of the log (its backstop behind the gateway's handover) counts
+    // once its consumer group has joined, so this waits for it, bounded.
+    let wanted = [
         "chatflow_stage_events_total{stage=\"persister\"}",
         "chatflow_stage_events_total{stage=\"router\"}",
         "chatflow_stage_batch_seconds_count{stage=\"router\"}",
@@ -103,8 +100,28 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
         "chatflow_gateway_frames_in_total",
         "chatflow_gateway_frames_out_total",
         "chatflow_router_deliveries_total",
-    ] {
-        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+        "chatflow_router_events_total{source=\"ack\"}",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(cf.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<&str> = wanted
+            .into_iter()
+            .filter(|name| !metrics.contains(name))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics lacks {missing:?}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     drop((wa, wb, wc));
