@@ -64,6 +64,22 @@ struct Written {
     membership: HashMap<String, i64>,
 }
 
+impl Written {
+    /// Notes an acknowledged event of this node's.
+    fn record(written: &Mutex<Written>, conversation_id: &str, seq: i64, membership: bool) {
+        let Ok(mut w) = written.lock() else { return };
+        let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
+        *any = (*any).max(seq);
+        if membership {
+            let m = w
+                .membership
+                .entry(conversation_id.to_owned())
+                .or_insert(seq);
+            *m = (*m).max(seq);
+        }
+    }
+}
+
 /// Why the node cannot take writes yet (`None`: it can): its stages
 /// cannot store or deliver what it would acknowledge.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -95,7 +111,7 @@ pub struct Gateway {
     handover: Option<tokio::sync::mpsc::Sender<streams::Record>>,
     rate: RateLimiter,
     pub(crate) recent: RecentSends,
-    written: Mutex<Written>,
+    written: Arc<Mutex<Written>>,
 }
 
 impl Gateway {
@@ -123,7 +139,7 @@ impl Gateway {
             handover: None,
             rate,
             recent: RecentSends::default(),
-            written: Mutex::default(),
+            written: Arc::default(),
         }
     }
 
@@ -204,13 +220,21 @@ impl Gateway {
             .producer
             .enqueue(topics::EVENTS, conversation_id.as_bytes(), &bytes)?;
         let seq = match &self.handover {
-            None => ack.await?.1,
+            None => {
+                let seq = ack.await?.1;
+                Written::record(&self.written, conversation_id, seq, membership);
+                seq
+            }
             Some(handover) => {
                 // Handed over by a task of its own, so that a caller that
                 // goes away does not leave a gap the router must wait out.
                 let (handover, key) = (handover.clone(), conversation_id.as_bytes().to_vec());
+                let (written, cid) = (self.written.clone(), conversation_id.to_owned());
                 let acked = tokio::spawn(async move {
                     let (partition, offset) = ack.await?;
+                    // Before anyone can see it: a read that follows a
+                    // delivery waits for the store to have it.
+                    Written::record(&written, &cid, offset, membership);
                     let record = streams::Record {
                         topic: topics::EVENTS.to_owned(),
                         partition,
@@ -229,17 +253,6 @@ impl Gateway {
                     .map_err(|e| ApiError::unavailable("the producer", e))??
             }
         };
-        if let Ok(mut w) = self.written.lock() {
-            let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
-            *any = (*any).max(seq);
-            if membership {
-                let m = w
-                    .membership
-                    .entry(conversation_id.to_owned())
-                    .or_insert(seq);
-                *m = (*m).max(seq);
-            }
-        }
         Ok((seq, event))
     }
 
