@@ -120,8 +120,11 @@ pub struct FetchArgs {
     /// tenth of a second more is not seen).
     #[arg(long, env = "CHATFLOW_SIGNALS_FETCH_WAIT_MS", default_value_t = 100)]
     pub signals_fetch_wait_ms: u64,
-    /// Broker long-poll bound for the indexer (search is not a live path).
-    #[arg(long, env = "CHATFLOW_INDEX_FETCH_WAIT_MS", default_value_t = 250)]
+    /// Broker long-poll bound for the indexer and the archiver (neither is
+    /// on the delivery path). Each indexer batch is one index commit, so
+    /// this bounds both how often the index commits and how soon a new
+    /// message is searchable.
+    #[arg(long, env = "CHATFLOW_INDEX_FETCH_WAIT_MS", default_value_t = 1000)]
     pub index_fetch_wait_ms: u64,
     /// How often each stage commits the offsets it processed (0: after
     /// every batch). Each commit is a write on the broker; after a crash,

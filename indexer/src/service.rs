@@ -17,7 +17,7 @@ pub struct IndexerArgs {
         id = "indexer_max_batch",
         long = "indexer-max-batch",
         env = "CHATFLOW_INDEXER_MAX_BATCH",
-        default_value_t = 2000
+        default_value_t = 10_000
     )]
     pub max_batch: usize,
 }
