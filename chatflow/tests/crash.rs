@@ -2,7 +2,9 @@
 //! kill -9 in a loop under concurrent senders and reconnecting devices, as
 //! a container runtime restarts a crashed process: no acknowledged message
 //! is lost, duplicated or moved, and every device sees each conversation
-//! in strict seq order with no hole. `CHAOS_KILLS` sets how many kills.
+//! in strict seq order with no hole. `CHAOS_KILLS` sets how many kills
+//! (`scripts/chaos` runs a long form), `CHAOS_SEED` the random points in
+//! the send stream where they fall (printed, so a run can be repeated).
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Api, Chatflow, send_until_acked};
 use futures::{SinkExt, StreamExt};
@@ -19,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 const USERS: [&str; 4] = ["ana", "ben", "cai", "dev"];
+/// Messages per sender, at least: a long run sends more.
 const PER_SENDER: usize = 150;
 
 /// What one device received: per conversation, the seqs of its events in
@@ -40,12 +43,13 @@ async fn sender(
     cids: Vec<String>,
     acked: Acked,
     progress: Arc<AtomicUsize>,
+    count: usize,
 ) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    for i in 0..PER_SENDER {
+    for i in 0..count {
         let cid = &cids[i % cids.len()];
         let id = format!("{user}-{i:04}");
         let base = format!("http://{http}");
@@ -110,6 +114,25 @@ async fn device(http: SocketAddr, token: String, seen: Arc<Mutex<Seen>>, done: C
     }
 }
 
+/// Where in the send stream (messages acknowledged so far) each kill falls:
+/// `kills` random points, ascending, between 5 % and 95 % of it.
+fn kill_points(seed: u64, kills: usize, total: usize) -> Vec<usize> {
+    let mut state = seed | 1;
+    let mut next = || {
+        // xorshift64*: enough to scatter kills, and repeatable by seed.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let (low, high) = (total / 20, total * 19 / 20);
+    let mut points: Vec<usize> = (0..kills)
+        .map(|_| low + (next() % (high - low) as u64) as usize)
+        .collect();
+    points.sort_unstable();
+    points
+}
+
 async fn history(api: &Api, cid: &str) -> Vec<(String, i64)> {
     let messages = api.all_messages(cid).await;
     let id = |m: &Value| m["client_msg_id"].as_str().unwrap_or_default().to_owned();
@@ -125,6 +148,7 @@ async fn kill_9_in_a_loop_loses_reorders_and_skips_nothing() {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(3);
+    let per_sender = PER_SENDER.max(kills * 25);
     let dir = tempfile::tempdir().unwrap();
     let mut cf = Chatflow::start_unlimited(&dir.path().join("data")).await;
     let mut tokens = Vec::new();
@@ -165,13 +189,24 @@ async fn kill_9_in_a_loop_loses_reorders_and_skips_nothing() {
             cids,
             acked.clone(),
             progress.clone(),
+            per_sender,
         )));
     }
-    let total = USERS.len() * PER_SENDER;
+    let total = USERS.len() * per_sender;
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let started = Instant::now();
     let mut restarts = Vec::new();
-    for k in 0..kills {
-        while progress.load(Ordering::Relaxed) < (k + 1) * total / (kills + 1) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    for at in kill_points(seed, kills, total) {
+        while progress.load(Ordering::Relaxed) < at {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         cf.kill();
         restarts.push(cf.start_again().await);
@@ -179,6 +214,7 @@ async fn kill_9_in_a_loop_loses_reorders_and_skips_nothing() {
     for s in senders {
         s.await.unwrap();
     }
+    let elapsed = started.elapsed();
 
     // Every acknowledged message is in history once, at its acked seq.
     let acked = acked.lock().unwrap().clone();
@@ -253,9 +289,15 @@ async fn kill_9_in_a_loop_loses_reorders_and_skips_nothing() {
     }
     let mut secs: Vec<f64> = restarts.iter().map(Duration::as_secs_f64).collect();
     secs.sort_by(f64::total_cmp);
+    // The share of the send phase the server was up and taking writes.
+    let availability = 1.0 - secs.iter().sum::<f64>() / elapsed.as_secs_f64();
+    let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+    let worst = secs.last().copied().unwrap_or(0.0);
     println!(
-        "kills={kills} sent={total} acked={} lost={lost} dup={dup} moved={moved} reorder={reorders} holes={holes} caught_up={caught_up} restart_to_healthy_s={secs:.2?}",
-        acked.len()
+        "chaos: seed={seed} kills={kills} sent={total} acked={} lost={lost} dup={dup} moved={moved} reorder={reorders} gaps={holes} caught_up={caught_up} availability={:.1}% restart_to_healthy_s(median/max)={median:.2}/{worst:.2} send_phase_s={:.1}",
+        acked.len(),
+        availability * 100.0,
+        elapsed.as_secs_f64()
     );
     if holes + reorders + lost + dup + moved > 0 {
         let kept = dir.keep();
