@@ -4,13 +4,21 @@
 //! in the order their marks were taken.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::handover::{Live, Plan, Settle, Streams};
+
+/// Bytes of frames a socket may have queued behind a client that does not
+/// read; past it the socket is closed with 1013 (the client resumes), so
+/// memory per socket is bounded whatever the frames' size.
+pub const MAX_QUEUED_BYTES: usize = 4 << 20;
+
+/// How long a fill waits for a client to take its frames.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the socket's writer sends.
 #[derive(Debug)]
@@ -30,6 +38,8 @@ pub struct Socket {
     /// Fired when the socket must close at once: a frame could not be
     /// queued, so going on would leave a hole.
     overflow: CancellationToken,
+    /// Bytes queued and not yet written to the connection.
+    queued: Arc<AtomicUsize>,
     streams: Mutex<Streams>,
 }
 
@@ -50,6 +60,7 @@ impl Socket {
             out,
             fills,
             overflow: CancellationToken::new(),
+            queued: Arc::default(),
             streams: Mutex::default(),
         });
         (socket, fill_rx)
@@ -62,19 +73,47 @@ impl Socket {
     /// Queues a frame; a client too slow to take its frames is closed
     /// (it resumes when it reconnects) rather than buffered without bound.
     pub fn send(&self, text: impl Into<String>) -> bool {
-        match self.out.try_send(Outbound::Text(text.into())) {
+        let text = text.into();
+        let len = text.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.overflow.cancel();
+            return false;
+        }
+        match self.out.try_send(Outbound::Text(text)) {
             Ok(()) => {
                 metrics::counter!("chatflow_gateway_frames_out_total").increment(1);
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The close cannot be queued behind a full outbox: the
-                // socket's task closes it.
-                self.overflow.cancel();
+            Err(e) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                if let mpsc::error::TrySendError::Full(_) = e {
+                    // The close cannot be queued behind a full outbox: the
+                    // socket's task closes it.
+                    self.overflow.cancel();
+                }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Waits until `len` more bytes fit in the socket's budget, so that a
+    /// fill from the store keeps pace with the client instead of
+    /// overflowing it; false when the client took nothing for `ROOM_WAIT`.
+    pub async fn room_for(&self, len: usize) -> bool {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        while self.queued.load(Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+            if self.overflow.is_cancelled() || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// The count of queued bytes the writer lowers as it writes.
+    pub fn queued_bytes(&self) -> Arc<AtomicUsize> {
+        self.queued.clone()
     }
 
     pub fn close(&self, code: u16, reason: &'static str) {

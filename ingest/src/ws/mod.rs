@@ -116,6 +116,7 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOX);
     let (socket, mut fills) = Socket::new(claims.sub.clone(), device.clone(), tx);
     let overflow = socket.overflowed().clone();
+    let queued = socket.queued_bytes();
     let writer = tokio::spawn(async move {
         loop {
             let out = tokio::select! {
@@ -128,7 +129,12 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
                 },
             };
             let result = match out {
-                Outbound::Text(text) => sink.send(Message::Text(text.into())).await,
+                Outbound::Text(text) => {
+                    let len = text.len();
+                    let sent = sink.send(Message::Text(text.into())).await;
+                    queued.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+                    sent
+                }
                 Outbound::Close(code, reason) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame {
@@ -255,7 +261,13 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
         while let Some(Ok(_)) = stream.next().await {}
     })
     .await;
-    let _ = writer.await;
+    // A client that does not read holds the writer in a send for ever: its
+    // connection is dropped instead.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(CLOSE_WAIT, writer).await.is_err() {
+        abort.abort();
+        debug!(user = %claims.sub, device = %device, "the client does not read; connection dropped");
+    }
     debug!(user = %claims.sub, device = %device, "socket closed");
 }
 

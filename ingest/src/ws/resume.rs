@@ -131,7 +131,14 @@ async fn fill(
             )
             .await?;
         for m in &page.messages {
-            socket.push_filled(cid, m.seq, frames::stored_message_event(m), backfill);
+            let frame = frames::stored_message_event(m);
+            if !socket.room_for(frame.len()).await {
+                return Err(ApiError::unavailable(
+                    "the socket",
+                    "the client does not take its frames",
+                ));
+            }
+            socket.push_filled(cid, m.seq, frame, backfill);
             after = m.seq;
             sent += 1;
         }

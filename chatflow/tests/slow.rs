@@ -1,0 +1,139 @@
+#![allow(clippy::unwrap_used)]
+//! A device that never reads its socket: the node keeps a bounded amount
+//! of frames for it, then drops it (close 1013 if it ever reads again),
+//! and the other members of the conversation get every message as usual.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Api, Chatflow, Ws};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Enough 16 KB messages to fill the loopback buffers and the node's
+/// per-socket budget (4 MiB) several times over.
+const MESSAGES: usize = 1500;
+
+async fn gauge(cf: &Chatflow, name: &str) -> Option<f64> {
+    let text = reqwest::get(cf.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_reads_is_dropped_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start_unlimited(&dir.path().join("data")).await;
+    let (alice, bob, carol) = (
+        cf.token("alice").await,
+        cf.token("bob").await,
+        cf.token("carol").await,
+    );
+    let cid = Api::new(&cf, &alice).create_group(&["bob", "carol"]).await;
+
+    // Bob's phone resumes, then never reads again. Its receive buffer is
+    // small, as on a phone, so what the node queues for it shows soon.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(cf.http).await.unwrap();
+    let url = format!("ws://{}/v1/ws?device_id=stuck&token={bob}", cf.http);
+    let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
+    let mut stuck = Ws { stream };
+    stuck.live().await;
+    // Carol's laptop reads everything.
+    let mut reader = Ws::connect(&cf, &carol, "laptop").await;
+    reader.live().await;
+    let (cid_r, total) = (cid.clone(), MESSAGES);
+    let carol_reads = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < total {
+            let f = reader.next().await;
+            if f["type"] == "event" && f["conversation_id"] == *cid_r.as_str() {
+                seqs.push(f["seq"].as_i64().unwrap());
+            }
+        }
+        (seqs, reader)
+    });
+
+    // Alice sends, a window of 32 in flight, reading her own socket.
+    let mut sender = Ws::connect(&cf, &alice, "desk").await;
+    sender.live().await;
+    let body = "x".repeat(16_000);
+    let (mut sent, mut acked) = (0, 0);
+    while acked < MESSAGES {
+        while sent < MESSAGES && sent - acked < 32 {
+            sender
+                .send(json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("m{sent}"), "body": body}))
+                .await;
+            sent += 1;
+        }
+        let f = sender.next().await;
+        assert_ne!(f["type"], "error", "{f}");
+        if f["type"] == "ack" {
+            acked += 1;
+        }
+    }
+
+    // Carol got every message, in order.
+    let (seqs, _reader) = tokio::time::timeout(Duration::from_secs(60), carol_reads)
+        .await
+        .expect("carol receives every message")
+        .unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in seq order");
+
+    // Bob's stuck socket is no longer held: the node counts only alice's
+    // and carol's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = gauge(&cf, "chatflow_gateway_sockets_open").await;
+        if open == Some(2.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck socket is still registered: {open:?} sockets open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Reading at last, bob finds a bounded backlog, then the end: a 1013
+    // close if the close frame made it into the buffers, else the dropped
+    // connection.
+    let mut events = 0usize;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stuck.stream.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let f: Value = serde_json::from_str(&t).unwrap();
+                    if f["type"] == "event" {
+                        events += 1;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the stuck socket ends");
+    assert!(matches!(ended, Some(1013) | None), "closed with {ended:?}");
+    assert!(events < MESSAGES, "bob's backlog is bounded: {events}");
+    // A new socket resumes what bob missed.
+    let mut again = Ws::connect(&cf, &bob, "stuck").await;
+    again
+        .send(json!({"type": "resume", "cursors": {cid.clone(): -1}}))
+        .await;
+    let (resumed, _) = again.until("resumed").await;
+    assert!(resumed["events"].as_u64().unwrap() >= MESSAGES as u64);
+}
