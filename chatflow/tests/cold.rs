@@ -17,16 +17,7 @@ const OLD: usize = 30;
 
 /// The value of a Prometheus counter on `/metrics` (0 if absent).
 async fn counter(cf: &Chatflow, name: &str) -> f64 {
-    let text = reqwest::get(cf.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    cf.metric(name).await.unwrap_or(0.0)
 }
 
 async fn until_moved(cf: &Chatflow, at_least: usize) {

@@ -17,17 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// per-socket budget (4 MiB) several times over.
 const MESSAGES: usize = 1500;
 
-async fn gauge(cf: &Chatflow, name: &str) -> Option<f64> {
-    let text = reqwest::get(cf.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_reads_is_dropped_and_others_are_unaffected() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +84,7 @@ async fn a_socket_that_never_reads_is_dropped_and_others_are_unaffected() {
     // and carol's.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let open = gauge(&cf, "chatflow_gateway_sockets_open").await;
+        let open = cf.metric("chatflow_gateway_sockets_open").await;
         if open == Some(2.0) {
             break;
         }

@@ -104,12 +104,7 @@ async fn a_message_travels_the_whole_spine_and_survives_a_restart() {
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = reqwest::get(cf.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = cf.metrics().await;
         let missing: Vec<&str> = wanted
             .into_iter()
             .filter(|name| !metrics.contains(name))

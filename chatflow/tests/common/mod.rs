@@ -151,6 +151,28 @@ impl Chatflow {
         self.spawn().await;
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The sum of a Prometheus series' values on `/metrics` (None if
+    /// absent): `name` may carry labels, or leave them out to sum them all.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(name) && !l[name.len()..].starts_with('_'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
     pub async fn token(&self, user: &str) -> String {
         dev_token(self.http, user).await
     }
