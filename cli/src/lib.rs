@@ -327,3 +327,32 @@ pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::GatewayArgs;
+
+    #[derive(Parser)]
+    struct Gateway {
+        #[command(flatten)]
+        args: GatewayArgs,
+    }
+
+    fn validate(argv: &[&str]) -> anyhow::Result<()> {
+        let argv = std::iter::once("gateway").chain(argv.iter().copied());
+        Gateway::try_parse_from(argv)?.args.validate()
+    }
+
+    #[test]
+    fn dev_login_is_refused_off_loopback() {
+        // On by default, which is only allowed on a loopback address.
+        assert!(validate(&[]).is_ok());
+        assert!(validate(&["--http", "[::1]:8080"]).is_ok());
+        let refused = validate(&["--http", "0.0.0.0:8080"]).unwrap_err();
+        assert!(refused.to_string().contains("--dev-auth"), "{refused}");
+        assert!(validate(&["--http", "10.0.0.5:8080", "--dev-auth", "true"]).is_err());
+        assert!(validate(&["--http", "0.0.0.0:8080", "--dev-auth", "false"]).is_ok());
+    }
+}

@@ -20,6 +20,10 @@ struct Node {
 }
 
 async fn node(readiness: Option<&'static str>) -> Node {
+    node_with(readiness, true).await
+}
+
+async fn node_with(readiness: Option<&'static str>, dev_auth: bool) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("fjall://{}", dir.path().join("store").display());
     let store = store::open(&url).await.unwrap();
@@ -30,7 +34,7 @@ async fn node(readiness: Option<&'static str>) -> Node {
     let config = GatewayConfig {
         node_id: "n1".into(),
         limits: Limits::default(),
-        dev_auth: true,
+        dev_auth,
     };
     let mut gateway = Gateway::new(config, auth, store, producer);
     if let Some(reason) = readiness {
@@ -190,4 +194,27 @@ async fn the_openapi_document_describes_what_the_handlers_write() {
     assert_eq!(required.len(), 5, "{required:?}");
     let error = &schemas["ErrorBody"]["properties"]["error"];
     assert!(!error.is_null(), "{}", schemas["ErrorBody"]);
+}
+
+#[tokio::test]
+async fn dev_login_is_served_only_when_dev_auth_is_on() {
+    let login = |n: &Node| {
+        n.post(
+            "/v1/dev/token",
+            "application/json",
+            r#"{"user_id":"mallory"}"#,
+        )
+    };
+    let off = node_with(None, false).await;
+    let (status, body) = off.call(login(&off)).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let on = node(None).await;
+    let (status, body) = on.call(login(&on)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
 }
