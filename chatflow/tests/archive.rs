@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use archive::segment::{ArchivedRecord, Segment};
+use archive::segment::{ArchivedRecord, Segment, parse_key};
 use common::{Api, Chatflow, post, run_ok};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -102,7 +102,12 @@ fn read_back(data: &Path) -> (BTreeMap<i32, Vec<ArchivedRecord>>, Vec<usize>) {
     let mut files: Vec<_> = partitions
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "avro"))
+        // Segments as the archive lists them: not the temporary file a
+        // kill -9 can leave behind a write (its name ends in .avro too).
+        .filter(|p| {
+            let key = p.strip_prefix(data.join("archive")).unwrap();
+            parse_key(&key.to_string_lossy()).is_some()
+        })
         .collect();
     files.sort();
     for f in files {
