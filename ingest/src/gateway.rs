@@ -262,15 +262,26 @@ impl Gateway {
         device_id: &str,
         online: bool,
     ) -> Result<(), ApiError> {
-        let record = DevicePresence {
+        self.publish_device_presence(&self.device_presence(user_id, device_id, online))
+            .await
+    }
+
+    /// This node's presence record for a device, stamped now: the view
+    /// keeps the newest record per device, so a record built when a socket
+    /// closed and published later cannot undo its reconnection.
+    pub fn device_presence(&self, user_id: &str, device_id: &str, online: bool) -> DevicePresence {
+        DevicePresence {
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
             node: self.config.node_id.clone(),
             online,
             at: now_millis(),
-        };
-        let key = format!("{user_id}/{device_id}");
-        self.publish_presence_record(&key, &record).await
+        }
+    }
+
+    pub async fn publish_device_presence(&self, record: &DevicePresence) -> Result<(), ApiError> {
+        let key = format!("{}/{}", record.user_id, record.device_id);
+        self.publish_presence_record(&key, record).await
     }
 
     pub(crate) async fn publish_presence_record(

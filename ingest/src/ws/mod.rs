@@ -247,12 +247,8 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     }
 
     // A draining node resets all its devices at once (`publish_node`).
-    if gw.hub.unregister(&socket)
-        && !gw.draining.is_cancelled()
-        && let Err(e) = gw.publish_presence(&claims.sub, &device, false).await
-    {
-        warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
-    }
+    let offline = (gw.hub.unregister(&socket) && !gw.draining.is_cancelled())
+        .then(|| gw.device_presence(&claims.sub, &device, false));
     socket.close(1000, "bye");
     // Read on (discarding) until the client answers the close: closing with
     // its frames unread would reset the connection, and a reset can throw
@@ -267,6 +263,16 @@ async fn run(gw: Arc<Gateway>, claims: Claims, device: String, ws: WebSocket) {
     if tokio::time::timeout(CLOSE_WAIT, writer).await.is_err() {
         abort.abort();
         debug!(user = %claims.sub, device = %device, "the client does not read; connection dropped");
+    }
+    // The connection is released before the offline record is produced:
+    // behind a busy broker that can take seconds, and ten thousand closing
+    // sockets must not hold ten thousand descriptors for it. The record
+    // keeps the time the socket went away.
+    drop(stream);
+    if let Some(record) = offline
+        && let Err(e) = gw.publish_device_presence(&record).await
+    {
+        warn!(user = %claims.sub, device = %device, error = %e.message, "offline presence not published");
     }
     debug!(user = %claims.sub, device = %device, "socket closed");
 }
