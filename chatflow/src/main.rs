@@ -11,6 +11,14 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than glibc's malloc: with glibc, each window of 10,000
+/// sockets that connected, chatted and closed left ~120 MiB more resident
+/// (memory freed, but held in its per-thread arenas); with jemalloc the
+/// process grows ~35 MiB per window (its data), at the same latency and
+/// CPU.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chatflow",

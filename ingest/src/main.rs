@@ -4,6 +4,11 @@
 
 use clap::Parser;
 
+/// jemalloc, as in the all-in-one binary: glibc's arenas kept the memory
+/// of closed sockets.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ingest",
