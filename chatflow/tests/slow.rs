@@ -126,3 +126,80 @@ async fn a_socket_that_never_reads_is_dropped_and_others_are_unaffected() {
     let (resumed, _) = again.until("resumed").await;
     assert!(resumed["events"].as_u64().unwrap() >= MESSAGES as u64);
 }
+
+/// Slow-loris: a client that trickles its request headers is cut off after
+/// 10 s, one that trickles its body gets 408 `request_timeout`; a normal
+/// request on another connection is answered all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_trickle_in_are_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start_unlimited(&dir.path().join("data")).await;
+    let alice = cf.token("alice").await;
+    let started = std::time::Instant::now();
+
+    // Headers: a line every second, never the blank line that ends them.
+    let headers = tokio::spawn({
+        let addr = cf.http;
+        async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            for i in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if tcp
+                    .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let mut byte = [0u8; 1];
+                if let Ok(read) =
+                    tokio::time::timeout(Duration::from_millis(1), tcp.read(&mut byte)).await
+                {
+                    // Closed (0 or a reset), not answered.
+                    assert!(
+                        read.map_or(true, |n| n == 0),
+                        "an answer to a request never finished"
+                    );
+                    break;
+                }
+            }
+            started.elapsed()
+        }
+    });
+
+    // Body: the headers promise 1,000 bytes, 10 arrive.
+    let mut tcp = TcpStream::connect(cf.http).await.unwrap();
+    let head = format!(
+        "POST /v1/conversations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"kind\":\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+
+    // Meanwhile others are served.
+    let (status, _) = Api::new(&cf, &alice).get("/v1/conversations").await;
+    assert_eq!(status, 200);
+
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server ends a connection whose body never comes")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    let body_cut = started.elapsed();
+
+    let headers_cut = headers.await.unwrap();
+    for cut in [headers_cut, body_cut] {
+        assert!(
+            cut >= Duration::from_secs(9) && cut < Duration::from_secs(30),
+            "cut off after {cut:?}, the limit is 10 s"
+        );
+    }
+}

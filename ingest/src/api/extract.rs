@@ -29,6 +29,10 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
+/// How long a client has to send a request's body once its headers are in:
+/// one that trickles it (slow-loris) gets 408 and loses the connection.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `Json` whose rejections use the protocol's error shape.
 pub struct ApiJson<T>(pub T);
 
@@ -36,7 +40,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Json::<T>::from_request(req, state));
+        let Ok(read) = read.await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        match read {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
