@@ -158,6 +158,9 @@ struct Endpoint {
     path: String,
 }
 
+/// How often a chatflow device with nothing to send pings its node.
+const KEEPALIVE: Duration = Duration::from_secs(25);
+
 /// Opens a device's socket, resumes, and runs its reader and writer until
 /// `stop_at` plus a drain period; reconnects if the server closes it.
 async fn run_device(
@@ -196,8 +199,19 @@ async fn run_device(
             }
         }
         let mut finish = finish.clone();
+        // A chatflow node closes a socket silent for 60 s; an app pings
+        // (PROTOCOL.md), and so does a simulated one that has nothing to
+        // say. (Socket.IO's server pings and is answered above.)
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         loop {
             tokio::select! {
+                _ = keepalive.tick(), if at.protocol == Protocol::Chatflow => {
+                    let ping = json!({"type": "ping"}).to_string();
+                    if sink.send(Message::Text(ping.into())).await.is_err() {
+                        break;
+                    }
+                }
                 frame = rx.recv() => {
                     let Some((id, frame)) = frame else { return measured };
                     in_flight.insert(id, clock.elapsed().as_micros() as u64);
