@@ -6,7 +6,6 @@
 mod common;
 
 use common::{Api, Ws, code, post, start};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 async fn conversation(api: &Api, cid: &str) -> Value {
@@ -25,17 +24,7 @@ fn role_of(conv: &Value, user: &str) -> Option<String> {
 
 fn admin_token(data: &std::path::Path, user: &str) -> String {
     let secret = std::fs::read(data.join("dev-secret")).unwrap();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    encode(
-        &Header::default(),
-        &json!({"sub": user, "exp": exp, "roles": ["admin"]}),
-        &EncodingKey::from_secret(&secret),
-    )
-    .unwrap()
+    common::signed_token(&secret, user, 3600, &["admin"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

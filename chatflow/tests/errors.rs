@@ -5,7 +5,6 @@ mod common;
 
 use common::{Api, Chatflow, Ws};
 use futures::SinkExt;
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -16,16 +15,7 @@ fn error_code(body: &Value) -> &str {
 }
 
 fn sign(secret: &[u8], sub: &str, exp_offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    encode(
-        &Header::default(),
-        &json!({"sub": sub, "exp": now + exp_offset}),
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap()
+    common::signed_token(secret, sub, exp_offset, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

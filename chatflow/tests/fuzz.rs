@@ -17,11 +17,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Api, Chatflow};
+use common::{Api, Chatflow, draw};
 use futures::{SinkExt, StreamExt};
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::TestRunner;
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,22 +54,8 @@ fn cases() -> usize {
         .unwrap_or(200)
 }
 
-/// A runner whose draws are reproducible from `FUZZ_SEED`.
 fn runner() -> TestRunner {
-    let seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x00c0_ffee);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    )
-}
-
-fn draw<T: std::fmt::Debug>(runner: &mut TestRunner, strategy: &impl Strategy<Value = T>) -> T {
-    strategy.new_tree(runner).unwrap().current()
+    common::seeded_runner("FUZZ_SEED", 0x00c0_ffee)
 }
 
 /// Strings a client might send: empty, unicode of every plane, control

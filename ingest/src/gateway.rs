@@ -62,11 +62,23 @@ pub struct GatewayConfig {
 struct Written {
     any: HashMap<String, i64>,
     membership: HashMap<String, i64>,
+    /// Per user, the membership changes of theirs this node produced that
+    /// the store may not have applied yet: conversation → seq. Queries over
+    /// a user's conversations (search, presence) wait for them; entries go
+    /// once the store has them.
+    joins_and_leaves: HashMap<String, HashMap<String, i64>>,
 }
 
 impl Written {
-    /// Notes an acknowledged event of this node's.
-    fn record(written: &Mutex<Written>, conversation_id: &str, seq: i64, membership: bool) {
+    /// Notes an acknowledged event of this node's; `members`: the users
+    /// whose membership it changes.
+    fn record(
+        written: &Mutex<Written>,
+        conversation_id: &str,
+        seq: i64,
+        membership: bool,
+        members: &[String],
+    ) {
         let Ok(mut w) = written.lock() else { return };
         let any = w.any.entry(conversation_id.to_owned()).or_insert(seq);
         *any = (*any).max(seq);
@@ -77,6 +89,21 @@ impl Written {
                 .or_insert(seq);
             *m = (*m).max(seq);
         }
+        for user in members {
+            let pending = w.joins_and_leaves.entry(user.clone()).or_default();
+            let at = pending.entry(conversation_id.to_owned()).or_insert(seq);
+            *at = (*at).max(seq);
+        }
+    }
+}
+
+/// The users whose membership an event changes.
+fn joining_or_leaving(payload: &Payload) -> Vec<String> {
+    match payload {
+        Payload::ConversationCreated(c) => c.members.iter().map(|m| m.user_id.clone()).collect(),
+        Payload::MemberAdded(m) => vec![m.user_id.clone()],
+        Payload::MemberRemoved(m) => vec![m.user_id.clone()],
+        _ => Vec::new(),
     }
 }
 
@@ -205,6 +232,7 @@ impl Gateway {
                 | Payload::MemberRemoved(_)
                 | Payload::MemberRoleChanged(_)
         );
+        let members = joining_or_leaving(&payload);
         let event = ChatEvent {
             event_id: ulid::Ulid::new().to_string(),
             conversation_id: conversation_id.to_owned(),
@@ -222,7 +250,7 @@ impl Gateway {
         let seq = match &self.handover {
             None => {
                 let seq = ack.await?.1;
-                Written::record(&self.written, conversation_id, seq, membership);
+                Written::record(&self.written, conversation_id, seq, membership, &members);
                 seq
             }
             Some(handover) => {
@@ -234,7 +262,7 @@ impl Gateway {
                     let (partition, offset) = ack.await?;
                     // Before anyone can see it: a read that follows a
                     // delivery waits for the store to have it.
-                    Written::record(&written, &cid, offset, membership);
+                    Written::record(&written, &cid, offset, membership, &members);
                     let record = streams::Record {
                         topic: topics::EVENTS.to_owned(),
                         partition,
@@ -374,6 +402,36 @@ impl Gateway {
             pause = (pause * 2).min(Duration::from_millis(20));
         }
         Ok(waited)
+    }
+
+    /// Waits until the store has applied every change to `user_id`'s
+    /// memberships that this node produced: the user's list of
+    /// conversations then includes the ones just joined and none just left
+    /// (search across them, whose presence they may see).
+    pub async fn user_memberships_settled(&self, user_id: &str) -> Result<(), ApiError> {
+        let pending: Vec<(String, i64)> = self
+            .written
+            .lock()
+            .ok()
+            .and_then(|w| w.joins_and_leaves.get(user_id).cloned())
+            .map(|p| p.into_iter().collect())
+            .unwrap_or_default();
+        for (conversation_id, seq) in &pending {
+            self.wait_applied(conversation_id, *seq).await?;
+        }
+        if let Ok(mut w) = self.written.lock()
+            && let Some(p) = w.joins_and_leaves.get_mut(user_id)
+        {
+            for (conversation_id, seq) in pending {
+                if p.get(&conversation_id) == Some(&seq) {
+                    p.remove(&conversation_id);
+                }
+            }
+            if p.is_empty() {
+                w.joins_and_leaves.remove(user_id);
+            }
+        }
+        Ok(())
     }
 
     /// The highest seq this node produced in a conversation (-1: none).

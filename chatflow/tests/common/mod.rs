@@ -26,6 +26,8 @@ pub struct Chatflow {
     pub registry: SocketAddr,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    /// `RUST_LOG` for the process (default: its own default filter).
+    log_filter: Option<String>,
 }
 
 impl Chatflow {
@@ -39,22 +41,40 @@ impl Chatflow {
     }
 
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Chatflow {
+        let mut cf = Self::unstarted(data_dir, extra);
+        cf.spawn().await;
+        cf
+    }
+
+    /// Like [`Chatflow::start_with`], logging at `filter` (`RUST_LOG`).
+    pub async fn start_logging(data_dir: &Path, extra: &[&str], filter: &str) -> Chatflow {
+        let mut cf = Self::unstarted(data_dir, extra);
+        cf.log_filter = Some(filter.to_owned());
+        cf.spawn().await;
+        cf
+    }
+
+    fn unstarted(data_dir: &Path, extra: &[&str]) -> Chatflow {
         // Held together while picked, so that the three differ.
         let held: Vec<TcpListener> = (0..3)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
         let [http, kafka, registry] = [0, 1, 2].map(|i| held[i].local_addr().unwrap());
         drop(held);
-        let mut cf = Chatflow {
+        Chatflow {
             child: None,
             http,
             kafka,
             registry,
             data_dir: data_dir.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        cf.spawn().await;
-        cf
+            log_filter: None,
+        }
+    }
+
+    /// What the process has logged so far (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
 
     async fn spawn(&mut self) {
@@ -63,7 +83,11 @@ impl Chatflow {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_chatflow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatflow"));
+        if let Some(filter) = &self.log_filter {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
             .arg("serve")
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--http", &self.http.to_string()])
@@ -100,6 +124,21 @@ impl Chatflow {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("chatflow running")
+    }
+
+    /// File descriptors the running process holds.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -513,4 +552,48 @@ pub fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A JWT for `sub` signed with `secret` (HS256), expiring `exp_in` seconds
+/// from now (negative: already expired), with `roles` when given.
+pub fn signed_token(secret: &[u8], sub: &str, exp_in: i64, roles: &[&str]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut claims = json!({"sub": sub, "exp": now + exp_in});
+    if !roles.is_empty() {
+        claims["roles"] = json!(roles);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// A proptest runner whose draws are reproducible from the environment
+/// variable `seed_var` (printed by the caller on failure).
+pub fn seeded_runner(seed_var: &str, default: u64) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let seed: u64 = std::env::var(seed_var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    )
+}
+
+/// One value drawn from `strategy`.
+pub fn draw<T: std::fmt::Debug>(
+    runner: &mut proptest::test_runner::TestRunner,
+    strategy: &impl proptest::strategy::Strategy<Value = T>,
+) -> T {
+    use proptest::strategy::ValueTree;
+    strategy.new_tree(runner).unwrap().current()
 }

@@ -57,14 +57,42 @@ impl Gateway {
             .require_member(conversation_id, &caller.sub)
             .await?
             .role;
+        Ok((role, self.live_message(conversation_id, seq).await?))
+    }
+
+    /// The message at `seq` for a moderating action (delete, pin) and the
+    /// role the caller acts with: a member's own, or, for a global admin
+    /// who is not a member, an owner's (PROTOCOL.md: a global admin acts as
+    /// an owner in any group).
+    async fn message_to_moderate(
+        &self,
+        caller: &Claims,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<(Role, Message), ApiError> {
+        if !caller.is_admin() {
+            let (role, message) = self.message_for(caller, conversation_id, seq).await?;
+            return Ok((Role::stored(&role), message));
+        }
+        validate::named_id("conversation_id", conversation_id)?;
+        self.read_your_writes(conversation_id, true).await?;
+        self.stored_conversation(conversation_id).await?;
+        let role = match self.store.member(conversation_id, &caller.sub).await? {
+            Some(member) => Role::stored(&member.role),
+            None => Role::Owner,
+        };
+        Ok((role, self.live_message(conversation_id, seq).await?))
+    }
+
+    /// The message at `seq` as the store has it once it holds everything
+    /// acknowledged; 404 when there is none or it is deleted.
+    async fn live_message(&self, conversation_id: &str, seq: i64) -> Result<Message, ApiError> {
         self.read_your_writes(conversation_id, false).await?;
-        let message = self
-            .store
+        self.store
             .message(conversation_id, seq)
             .await?
             .filter(|m| !m.deleted)
-            .ok_or_else(|| ApiError::not_found("no such message"))?;
-        Ok((role, message))
+            .ok_or_else(|| ApiError::not_found("no such message"))
     }
 
     /// Replaces a message's text: its author only.
@@ -94,8 +122,9 @@ impl Gateway {
         conversation_id: &str,
         seq: i64,
     ) -> Result<i64, ApiError> {
-        let (role, message) = self.message_for(caller, conversation_id, seq).await?;
-        let role = Role::stored(&role);
+        let (role, message) = self
+            .message_to_moderate(caller, conversation_id, seq)
+            .await?;
         rules::delete_message(&caller.sub, &message.sender_id, role, caller.is_admin())?;
         let payload = Payload::MessageDeleted(MessageDeleted { seq });
         let actor = actor(caller, device_id);
@@ -146,12 +175,13 @@ impl Gateway {
         seq: i64,
         pin: bool,
     ) -> Result<Option<i64>, ApiError> {
-        let (role, message) = self.message_for(caller, conversation_id, seq).await?;
+        let (role, message) = self
+            .message_to_moderate(caller, conversation_id, seq)
+            .await?;
         let conversation = self.stored_conversation(conversation_id).await?;
         let kind = Kind::parse(&conversation.kind).unwrap_or(Kind::Group);
         let is_pinned = message.pinned_by.is_some();
         let count = conversation.pinned.len();
-        let role = Role::stored(&role);
         if !rules::pin(kind, role, caller.is_admin(), pin, is_pinned, count)? {
             return Ok(None);
         }

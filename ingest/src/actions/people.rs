@@ -44,6 +44,8 @@ impl Gateway {
     pub async fn presence_of(&self, caller: &Claims, user_id: &str) -> Result<Presence, ApiError> {
         validate::named_id("user_id", user_id)?;
         if rules::see_presence(&caller.sub, user_id, caller.is_admin(), false).is_err() {
+            self.user_memberships_settled(&caller.sub).await?;
+            self.user_memberships_settled(user_id).await?;
             let mine = self.store.user_conversations(&caller.sub).await?;
             let theirs = self.store.user_conversations(user_id).await?;
             let shared = mine.iter().any(|m| {

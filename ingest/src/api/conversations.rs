@@ -89,6 +89,7 @@ pub async fn list_conversations(
     let mut out = Vec::new();
     // This node's own writes first (a mute, a read); read the list again
     // only if one of them was still on its way to the store.
+    gw.user_memberships_settled(&user.sub).await?;
     let mut conversations = gw.store.user_conversations(&user.sub).await?;
     let mut waited = false;
     for uc in &conversations {

@@ -94,13 +94,15 @@ pub async fn search(
             gw.require_member(cid, &user.sub).await?;
             vec![cid.clone()]
         }
-        None => gw
-            .store
-            .user_conversations(&user.sub)
-            .await?
-            .into_iter()
-            .map(|c| c.conversation_id)
-            .collect(),
+        None => {
+            gw.user_memberships_settled(&user.sub).await?;
+            gw.store
+                .user_conversations(&user.sub)
+                .await?
+                .into_iter()
+                .map(|c| c.conversation_id)
+                .collect()
+        }
     };
     let query = search::SearchQuery {
         text,
