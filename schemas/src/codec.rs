@@ -71,12 +71,21 @@ impl Prepared {
     }
 }
 
+/// The most one decode may allocate for a string, bytes or a collection
+/// the record declares. A record is at most a few MiB (a Kafka message), so
+/// a length past this is a lie told by a poison record; Avro's default
+/// (512 MiB) let a 10-byte record make every stage that read it allocate
+/// that much before its short read failed.
+pub const MAX_DECODE_ALLOCATION: usize = 64 * 1024 * 1024;
+
 /// The compiled-in schema texts and their resolutions are covered by
 /// tests; each is parsed once and lives as long as the process.
 #[allow(clippy::expect_used)]
 fn prepared() -> &'static [Prepared] {
     static PREPARED: OnceLock<Vec<Prepared>> = OnceLock::new();
     PREPARED.get_or_init(|| {
+        // Process-wide in Avro, set once: before the first decode.
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
         let parsed: Vec<&'static Schema> = VERSIONS
             .iter()
             .map(|v| {

@@ -276,3 +276,198 @@ fn every_version_reads_every_earlier_one() {
     }
     assert_eq!(SchemaId::ChatEvent.current().number, 2);
 }
+
+/// Every record chatflow writes, framed: the seeds the fuzzer mutates.
+fn every_record(codec: &Codec) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = every_payload()
+        .into_iter()
+        .map(|p| codec.encode(&event(p)).unwrap())
+        .collect();
+    let inner = out[0].clone();
+    out.push(
+        codec
+            .encode(&Delivery {
+                conversation_id: "c-1".into(),
+                seq: 3,
+                devices: vec!["alice/phone".into(), "bob/web".into()],
+                event: inner,
+            })
+            .unwrap(),
+    );
+    out.push(
+        codec
+            .encode(&DevicePresence {
+                user_id: "alice".into(),
+                device_id: "web".into(),
+                node: "n1".into(),
+                online: true,
+                at: 5,
+            })
+            .unwrap(),
+    );
+    out.push(
+        codec
+            .encode(&Typing {
+                conversation_id: "c".into(),
+                user_id: "u".into(),
+                device_id: "d".into(),
+                at: 6,
+            })
+            .unwrap(),
+    );
+    out
+}
+
+/// How a poison record differs from a good one.
+#[derive(Clone, Debug)]
+enum Damage {
+    Flip(usize, u8),
+    Cut(usize),
+    Insert(usize, Vec<u8>),
+    /// A huge or negative Avro length (zig-zag varint) at a position.
+    Length(usize, i64),
+}
+
+fn damage() -> impl proptest::strategy::Strategy<Value = Damage> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (any::<usize>(), 1..=255u8).prop_map(|(at, x)| Damage::Flip(at, x)),
+        any::<usize>().prop_map(Damage::Cut),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..12)
+        )
+            .prop_map(|(at, b)| Damage::Insert(at, b)),
+        (
+            any::<usize>(),
+            prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), Just(-1i64)]
+        )
+            .prop_map(|(at, n)| Damage::Length(at, n)),
+    ]
+}
+
+fn zigzag(n: i64) -> Vec<u8> {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut out = Vec::new();
+    loop {
+        let byte = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn damaged(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
+    for d in damages {
+        // Past the 5-byte header mostly, so the body is what is tested; a
+        // damaged header is covered too (position 0..5).
+        let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
+        match d {
+            Damage::Flip(i, x) => {
+                let n = bytes.len();
+                if n > 0 {
+                    bytes[at(*i, n)] ^= x;
+                }
+            }
+            Damage::Cut(i) => bytes.truncate(at(*i, bytes.len() + 1)),
+            Damage::Insert(i, b) => {
+                let i = at(*i, bytes.len() + 1);
+                bytes.splice(i..i, b.iter().copied());
+            }
+            Damage::Length(i, n) => {
+                let i = at(*i, bytes.len() + 1).max(5.min(bytes.len()));
+                bytes.splice(i..i, zigzag(*n));
+            }
+        }
+    }
+    bytes
+}
+
+/// Poison records on `chat.events` and the other topics: mutated records,
+/// lying lengths, random bytes behind a valid header. Each decodes to a
+/// value or an error; none panics, and none makes the decoder allocate
+/// more than [`MAX_DECODE_ALLOCATION`]. (`cargo test` runs 2,000 cases;
+/// `AVRO_FUZZ_CASES` runs more.)
+#[test]
+fn poison_records_decode_to_errors_never_panics() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let codec = Codec::new();
+    let seeds = every_record(&codec);
+    let cases = std::env::var("AVRO_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2_000);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let (ok, err) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
+    let header_ids = prop_oneof![
+        (0..seeds.len()).prop_map(Some),
+        Just(None), // random bytes behind a known header
+    ];
+    let strategy = (
+        header_ids,
+        proptest::collection::vec(damage(), 1..4),
+        proptest::collection::vec(any::<u8>(), 0..64),
+        prop_oneof![Just(1u32), Just(5), Just(6), Just(7), Just(8), any::<u32>()],
+    );
+    runner
+        .run(&strategy, |(seed, damages, random, id)| {
+            let bytes = match seed {
+                Some(i) => damaged(seeds[i].clone(), &damages),
+                None => {
+                    let mut b = vec![0];
+                    b.extend_from_slice(&id.to_be_bytes());
+                    b.extend_from_slice(&random);
+                    damaged(b, &damages)
+                }
+            };
+            let results = [
+                codec.decode::<ChatEvent>(&bytes).map(|_| ()),
+                codec.decode::<Delivery>(&bytes).map(|_| ()),
+                codec.decode_json(&bytes).map(|_| ()),
+            ];
+            for r in results {
+                match r {
+                    Ok(()) => ok.set(ok.get() + 1),
+                    Err(_) => err.set(err.get() + 1),
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "avro fuzz: {cases} records x 3 decoders: {} decoded, {} errors, 0 panics",
+        ok.get(),
+        err.get()
+    );
+    assert!(
+        err.get() > 0 && ok.get() > 0,
+        "the fuzzer reached both outcomes"
+    );
+}
+
+#[test]
+fn a_poison_length_is_refused_before_it_is_allocated() {
+    let codec = Codec::new();
+    // A ChatEvent whose first field (event_id) claims 100 MiB.
+    let mut bytes = vec![0, 0, 0, 0, 5];
+    bytes.extend(zigzag(100 * 1024 * 1024));
+    bytes.extend_from_slice(b"short");
+    let e = codec.decode::<ChatEvent>(&bytes).unwrap_err().to_string();
+    assert!(
+        e.contains("Unable to allocate") && e.contains(&MAX_DECODE_ALLOCATION.to_string()),
+        "{e}"
+    );
+    // Under the cap, a lying length is a short read.
+    let mut bytes = vec![0, 0, 0, 0, 5];
+    bytes.extend(zigzag(1024 * 1024));
+    bytes.extend_from_slice(b"short");
+    assert!(codec.decode::<ChatEvent>(&bytes).is_err());
+}

@@ -4,6 +4,7 @@
 //! chatflow's topics, and a schema change can be checked for
 //! BACKWARD_TRANSITIVE compatibility before it ships.
 
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +42,39 @@ pub fn router() -> Router {
             "/subjects/{subject}/versions/{version}/schema",
             get(raw_version),
         )
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "HTTP 404 Not Found".into()) })
+        .layer(axum::middleware::map_response(confluent_errors))
+}
+
+/// Every refusal in Confluent's shape, those axum makes itself too (an
+/// unknown method, a path segment that is not UTF-8): a registry client
+/// reads `error_code` and `message`.
+async fn confluent_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().ends_with(b"json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        text
+    };
+    plain_error(status, message)
+}
+
+fn plain_error(status: StatusCode, message: String) -> Response {
+    reply(
+        status,
+        json!({"error_code": status.as_u16(), "message": message}),
+    )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -168,6 +202,29 @@ struct Posted {
     schema_type: Option<String>,
 }
 
+impl Posted {
+    /// The posted body, or Confluent's error shape for one that is not
+    /// `{"schema": "..."}` JSON (axum's own rejection is plain text).
+    fn from_body(body: &[u8]) -> Result<Posted, BadBody> {
+        serde_json::from_slice(body).map_err(|e| BadBody(e.to_string()))
+    }
+}
+
+/// A body that is not the JSON the route takes: 400.
+struct BadBody(String);
+
+impl IntoResponse for BadBody {
+    fn into_response(self) -> Response {
+        plain_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not {{\"schema\": \"<Avro JSON>\"}}: {}",
+                self.0
+            ),
+        )
+    }
+}
+
 /// Confluent's 422: the posted schema is not an Avro schema.
 struct Invalid(String);
 
@@ -214,9 +271,13 @@ fn incompatibilities(schema: SchemaId, posted: &Schema) -> Vec<String> {
 }
 
 /// `POST /subjects/{subject}`: is this schema registered under the subject?
-async fn lookup(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
+async fn lookup(Path(subject): Path<String>, body: Bytes) -> Response {
     let schema = match by_subject(&subject) {
         Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let posted = match Posted::from_body(&body) {
+        Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     match parse(&posted).map(|p| registered(schema, &p)) {
@@ -230,9 +291,13 @@ async fn lookup(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Resp
 /// id; one that cannot read every earlier version (BACKWARD_TRANSITIVE) is
 /// refused as incompatible (409); a compatible new one is refused because
 /// the subject is read-only (chatflow's schemas change with a release).
-async fn register(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Response {
+async fn register(Path(subject): Path<String>, body: Bytes) -> Response {
     let schema = match by_subject(&subject) {
         Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let posted = match Posted::from_body(&body) {
+        Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let posted = match parse(&posted) {
@@ -264,12 +329,13 @@ async fn register(Path(subject): Path<String>, Json(posted): Json<Posted>) -> Re
 /// posted schema could be the subject's next version. The level is
 /// BACKWARD_TRANSITIVE, so it is checked against every version whichever
 /// one is named.
-async fn compatibility(
-    Path((subject, v)): Path<(String, String)>,
-    Json(posted): Json<Posted>,
-) -> Response {
+async fn compatibility(Path((subject, v)): Path<(String, String)>, body: Bytes) -> Response {
     let schema = match by_subject(&subject).and_then(|s| by_version(s, &v).map(|_| s)) {
         Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let posted = match Posted::from_body(&body) {
+        Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     match parse(&posted) {

@@ -249,3 +249,183 @@ async fn refuses_a_change_that_cannot_read_every_earlier_version() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some(42201))
     );
 }
+
+/// An Avro-shaped schema: records (some recursive, naming themselves),
+/// arrays, maps, unions, enums, fixed, named references that may not
+/// exist, and defaults of any type.
+fn avro_schema() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    use serde_json::json;
+    let name = prop_oneof![
+        Just("R".to_owned()),
+        Just("S".to_owned()),
+        "[A-Za-z_][A-Za-z0-9_.]{0,6}",
+        "\\PC{0,4}"
+    ];
+    let leaf = prop_oneof![
+        Just(json!("null")),
+        Just(json!("int")),
+        Just(json!("long")),
+        Just(json!("string")),
+        Just(json!("bytes")),
+        Just(json!("R")),
+        Just(json!("no.such.Name")),
+        (name.clone(), any::<i64>())
+            .prop_map(|(n, size)| json!({"type": "fixed", "name": n, "size": size})),
+        (name.clone(), proptest::collection::vec("\\PC{0,3}", 0..3))
+            .prop_map(|(n, symbols)| json!({"type": "enum", "name": n, "symbols": symbols})),
+    ];
+    leaf.prop_recursive(4, 24, 4, move |inner| {
+        let name = name.clone();
+        prop_oneof![
+            inner
+                .clone()
+                .prop_map(|t| json!({"type": "array", "items": t})),
+            inner
+                .clone()
+                .prop_map(|t| json!({"type": "map", "values": t})),
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            (
+                name,
+                proptest::collection::vec(("[a-z]{1,3}", inner, any::<Option<i32>>()), 0..4)
+            )
+                .prop_map(|(n, fields)| {
+                    let fields: Vec<Value> = fields
+                        .into_iter()
+                        .map(|(f, t, d)| match d {
+                            Some(d) => json!({"name": f, "type": t, "default": d}),
+                            None => json!({"name": f, "type": t}),
+                        })
+                        .collect();
+                    json!({"type": "record", "name": n, "fields": fields})
+                }),
+        ]
+    })
+}
+
+/// The registry's every route, fed generated subjects, versions, ids,
+/// methods and bodies (garbage, JSON of any shape, generated Avro
+/// schemas, the real schema with a union branch dropped, 5,000-deep
+/// nesting): never a 5xx or a panic, and every refusal is Confluent's
+/// `{"error_code", "message"}` JSON. `REGISTRY_FUZZ_CASES` runs more.
+#[tokio::test]
+async fn fuzzed_registry_requests_get_confluent_answers() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::json;
+    let cases: u32 = std::env::var("REGISTRY_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1_000);
+    let real: Value = serde_json::from_str(SchemaId::ChatEvent.current().text).unwrap();
+    let mut without_a_branch = real.clone();
+    let payload = without_a_branch["fields"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "payload")
+        .unwrap();
+    payload["type"].as_array_mut().unwrap().pop();
+    let deep = format!(
+        "{}\"int\"{}",
+        "{\"type\":\"array\",\"items\":".repeat(5000),
+        "}".repeat(5000)
+    );
+    let segment = prop_oneof![
+        Just("chat.events-value".to_owned()),
+        Just("chat.events-value".to_owned()),
+        Just("chat.presence-value".to_owned()),
+        Just("chat.inbox.n1-value".to_owned()),
+        Just("latest".to_owned()),
+        Just("-1".to_owned()),
+        Just("%FF%FE".to_owned()),
+        any::<u32>().prop_map(|n| n.to_string()),
+        "[a-z.\\-]{0,12}",
+        "\\PC{0,8}".prop_map(|s| urlencode(&s)),
+    ];
+    // Each route with the method it serves (mostly) or any other.
+    let any_method = prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE")];
+    let path = (
+        0..8usize,
+        segment.clone(),
+        segment,
+        any::<bool>(),
+        any_method,
+    )
+        .prop_map(|(route, a, b, other_method, method)| {
+            let (path, served) = match route {
+                0 => (format!("/schemas/ids/{a}"), "GET"),
+                1 => (format!("/schemas/ids/{a}/schema"), "GET"),
+                2 => (format!("/subjects/{a}"), "POST"),
+                3 => (format!("/subjects/{a}/versions"), "POST"),
+                4 => (format!("/subjects/{a}/versions/{b}"), "GET"),
+                5 => (format!("/subjects/{a}/versions/{b}/schema"), "GET"),
+                6 => (format!("/compatibility/subjects/{a}/versions/{b}"), "POST"),
+                _ => (format!("/{a}/{b}"), "GET"),
+            };
+            (if other_method { method } else { served }, path)
+        });
+    let body = prop_oneof![
+        3 => avro_schema().prop_map(|s| json!({"schema": s.to_string()}).to_string()),
+        1 => Just(json!({"schema": without_a_branch.to_string()}).to_string()),
+        1 => Just(json!({"schema": real.to_string(), "schemaType": "AVRO"}).to_string()),
+        1 => Just(json!({"schema": real.to_string(), "schemaType": "PROTOBUF"}).to_string()),
+        1 => Just(json!({"schema": deep}).to_string()),
+        1 => Just(format!("{}1{}", "[".repeat(5000), "]".repeat(5000))),
+        1 => "\\PC{0,40}",
+        1 => proptest::collection::vec(any::<u8>(), 0..40)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..cases {
+        let ((method, path), body) = proptest::strategy::ValueTree::current(
+            &(path.clone(), body.clone()).new_tree(&mut runner).unwrap(),
+        );
+        let request = Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(Body::from(body.clone()));
+        let Ok(request) = request else { continue }; // not a URI at all
+        let response = schemas::registry::router().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let shown = || {
+            format!(
+                "{method} {path} {}: {}",
+                &body.chars().take(200).collect::<String>(),
+                String::from_utf8_lossy(&bytes)
+            )
+        };
+        assert!(status.as_u16() < 500, "{status} for {}", shown());
+        let answer: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", shown()));
+        if !status.is_success() {
+            assert!(
+                answer["error_code"].is_u64() && answer["message"].is_string(),
+                "not Confluent's error shape: {}",
+                shown()
+            );
+        }
+        *statuses.entry(status.as_u16()).or_default() += 1;
+    }
+    println!("registry fuzz: {cases} requests, statuses {statuses:?}, 0 5xx");
+    assert!(statuses.keys().any(|s| *s == 200) && statuses.keys().any(|s| *s >= 400));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
