@@ -203,3 +203,109 @@ async fn requests_that_trickle_in_are_timed_out() {
         );
     }
 }
+
+/// One user flooding from many sockets and REST at once shares one budget
+/// (PROTOCOL.md: 20 sends/s, burst 50, per user): what is over it is
+/// refused with `rate_limited` naming the send, nothing refused is stored,
+/// every socket stays open, and another user's sends in the same
+/// conversation are all accepted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_flooding_from_many_sockets_shares_one_budget() {
+    const SOCKETS: usize = 8;
+    const PER_SOCKET: usize = 40;
+    const REST: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let cf = Chatflow::start(&dir.path().join("data")).await;
+    let (flood, calm) = (cf.token("flood").await, cf.token("calm").await);
+    let cid = Api::new(&cf, &flood).create_group(&["calm"]).await;
+    let started = std::time::Instant::now();
+
+    let sockets = (0..SOCKETS).map(|s| {
+        let (cf, flood, cid) = (&cf, &flood, &cid);
+        async move {
+            let mut ws = Ws::connect(cf, flood, &format!("f{s}")).await;
+            for i in 0..PER_SOCKET {
+                ws.send(json!({"type": "send", "conversation_id": cid,
+                               "client_msg_id": format!("f{s}-{i}"), "body": "flood"}))
+                    .await;
+            }
+            let (mut acked, mut refused) = (Vec::new(), Vec::new());
+            while acked.len() + refused.len() < PER_SOCKET {
+                let f = ws.next().await;
+                match f["type"].as_str() {
+                    Some("ack") => acked.push(f["client_msg_id"].as_str().unwrap().to_owned()),
+                    Some("error") => {
+                        assert_eq!(f["code"], "rate_limited", "{f}");
+                        refused.push(f["ref"].as_str().unwrap().to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            // Still open: a ping is answered.
+            ws.send(json!({"type": "ping"})).await;
+            ws.until("pong").await;
+            (acked, refused)
+        }
+    });
+    let rest = (0..REST).map(|i| {
+        let api = Api::new(&cf, &flood);
+        let cid = cid.clone();
+        async move {
+            let id = format!("rest-{i}");
+            let (status, body) = api
+                .post(
+                    &format!("/v1/conversations/{cid}/messages"),
+                    json!({"client_msg_id": id, "body": "flood"}),
+                )
+                .await;
+            match status {
+                201 => (vec![id], vec![]),
+                429 => {
+                    assert_eq!(common::code(&body), "rate_limited");
+                    (vec![], vec![id])
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+    });
+    let calm_sends = async {
+        let api = Api::new(&cf, &calm);
+        for i in 0..10 {
+            common::post(&api, &cid, &format!("calm-{i}"), json!({"body": "calm"})).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (flooded, rested, ()) = tokio::join!(
+        futures::future::join_all(sockets),
+        futures::future::join_all(rest),
+        calm_sends
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    for (a, r) in flooded.into_iter().chain(rested) {
+        acked.extend(a);
+        refused.extend(r);
+    }
+    let total = SOCKETS * PER_SOCKET + REST;
+    assert_eq!(acked.len() + refused.len(), total);
+    // The burst, plus what the bucket refilled while the flood lasted.
+    let allowed = 50.0 + 20.0 * elapsed;
+    assert!(
+        acked.len() >= 50 && acked.len() as f64 <= allowed + 1.0,
+        "{} of {total} accepted in {elapsed:.1} s (budget {allowed:.0})",
+        acked.len()
+    );
+
+    // History holds exactly what was accepted, each once.
+    let history = Api::new(&cf, &calm).all_messages(&cid).await;
+    let mut stored: Vec<String> = history
+        .iter()
+        .filter(|m| m["sender_id"] == "flood")
+        .map(|m| m["client_msg_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(stored, acked);
+    let calm_stored = history.iter().filter(|m| m["sender_id"] == "calm").count();
+    assert_eq!(calm_stored, 10, "the other member's sends all went through");
+}
