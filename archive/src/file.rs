@@ -17,10 +17,17 @@ pub struct FileArchive {
     root: PathBuf,
 }
 
+/// A temporary file older than this whose writer is gone is a leftover.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl FileArchive {
+    /// Opens (creating) the directory; leftovers of puts cut short by a
+    /// crash are removed in the background.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let root = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        let swept = root.clone();
+        std::thread::spawn(move || sweep_leftovers(&swept));
         Ok(FileArchive { root })
     }
 
@@ -58,6 +65,52 @@ fn put_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io(dir, e))
+}
+
+/// Removes temporary files below `dir` whose writing process is no longer
+/// running on this host and that have not changed for [`STALE_AFTER`]: a
+/// `kill -9` between create and rename leaves one per object in flight,
+/// and without a sweep they pile up with each crash.
+fn sweep_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            sweep_leftovers(&path);
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(writer) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = writer == std::process::id() || Path::new(&format!("/proc/{writer}")).exists();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if !alive && stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), "removed a crashed put's temporary file")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "removing a leftover temporary file")
+                }
+            }
+        }
+    }
 }
 
 /// Every object file below `dir`, keys relative to `root`.

@@ -27,3 +27,41 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
     }
     found
 }
+
+/// A crash between writing a temporary file and renaming it leaves the
+/// file behind; the next open removes such files once their writer is gone
+/// and they are a minute old, and leaves a live writer's alone.
+#[tokio::test]
+async fn leftovers_of_a_crashed_writer_are_swept_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("archive");
+    let nested = root.join("chat.events/3");
+    std::fs::create_dir_all(&nested).expect("mkdir");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    let leftover = |dir: &std::path::Path, name: &str, when: std::time::SystemTime| {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        file.set_modified(when).expect("set mtime");
+        path
+    };
+    // No process has a pid this high (pid_max is at most 2^22).
+    let dead = leftover(&nested, "~tmp-999999999-00000000000000000100.avro", old);
+    let dead_at_root = leftover(&root, "~tmp-999999998-x", old);
+    // Just written by a writer that may still be running.
+    let fresh = leftover(&nested, "~tmp-999999997-y", std::time::SystemTime::now());
+    // Ours: this process is alive.
+    let live = leftover(&nested, &format!("~tmp-{}-z", std::process::id()), old);
+    let object = nested.join("00000000000000000000.avro");
+    std::fs::write(&object, b"kept").expect("write");
+
+    let archive = archive::FileArchive::open(&root).expect("open");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dead.exists() || dead_at_root.exists() {
+        assert!(std::time::Instant::now() < deadline, "leftovers not swept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(fresh.exists() && live.exists() && object.exists());
+    use archive::Archive;
+    let listed = archive.list("chat.events/").await.expect("list");
+    assert_eq!(listed.len(), 1);
+}
