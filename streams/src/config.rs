@@ -2,6 +2,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
+/// librdkafka's static-membership property.
+const INSTANCE_ID: &str = "group.instance.id";
+
 /// How every chatflow client reaches Kafka.
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -32,7 +35,10 @@ impl KafkaConfig {
 
     fn finish(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.extra {
-            c.set(k, v);
+            // A consumer-group property: only `consumer` sets it, per group.
+            if k != INSTANCE_ID {
+                c.set(k, v);
+            }
         }
         c
     }
@@ -62,7 +68,15 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("partition.assignment.strategy", "range");
-        self.finish(c)
+        // Static membership (`--kafka-option group.instance.id=router-0`):
+        // a restarted stage takes its predecessor's place in each of its
+        // groups at once. One process may consume in several groups (the
+        // router: events and signals), so the id is made per group.
+        let mut c = self.finish(c);
+        if let Some((_, id)) = self.extra.iter().find(|(k, _)| k == INSTANCE_ID) {
+            c.set(INSTANCE_ID, format!("{id}.{group}"));
+        }
+        c
     }
 
     /// A consumer outside any group, for readers that assign partitions
@@ -78,5 +92,34 @@ impl KafkaConfig {
 
     pub fn admin(&self) -> ClientConfig {
         self.finish(self.base())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_member_id_is_made_per_group_and_kept_off_other_clients() {
+        let mut config = KafkaConfig::new("b:9092");
+        config.extra = vec![
+            ("group.instance.id".into(), "router-0".into()),
+            ("socket.timeout.ms".into(), "5000".into()),
+        ];
+        let events = config.consumer("router", Duration::from_millis(5));
+        let signals = config.consumer("router-signals", Duration::from_millis(5));
+        assert_eq!(events.get("group.instance.id"), Some("router-0.router"));
+        assert_eq!(
+            signals.get("group.instance.id"),
+            Some("router-0.router-signals")
+        );
+        for other in [
+            config.producer(),
+            config.reader(Duration::from_millis(5)),
+            config.admin(),
+        ] {
+            assert_eq!(other.get("group.instance.id"), None);
+            assert_eq!(other.get("socket.timeout.ms"), Some("5000"));
+        }
     }
 }
