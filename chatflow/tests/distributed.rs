@@ -137,7 +137,7 @@ async fn until_live(from: &mut Ws, to: &mut Ws, cid: &str, tag: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
+async fn stages_as_processes_on_two_nodes_survive_each_stage_and_the_broker_killed_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let (kafka, dynamo, n1, n2) = (free_port(), free_port(), free_port(), free_port());
@@ -150,7 +150,7 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
         &["serve".into(), "--port".into(), dynamo.port().to_string()],
         logs,
     );
-    let _broker = Proc::spawn(
+    let broker = Proc::spawn(
         "broker",
         &bin("chatflow"),
         &[
@@ -379,11 +379,9 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
         })
         .collect();
 
-    // The nemesis: as the stream passes each mark, SIGKILL one stage
-    // process and start it again at once: the persister, the router, the
-    // indexer. (The broker is not among them: after a kill -9 and restart
-    // of tansu 0.6, clients that outlived it spin against it at 100 % CPU
-    // and the pipeline stalls; README, Reliability.)
+    // The nemesis: as the stream passes each mark, SIGKILL one process and
+    // start it again at once: the persister, the router, the indexer, then
+    // the broker itself.
     let bob_api = Api::at(n2, &tb);
     let history = |after: i64| {
         let (api, path) = (
@@ -392,6 +390,17 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
         );
         async move { api.get(&path).await.1 }
     };
+    let broker_args = [
+        "broker",
+        "--data-dir",
+        &logs.join("broker").display().to_string(),
+        "--kafka-listen",
+        &kafka.to_string(),
+        "--registry",
+        "off",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut victims: Vec<(usize, &str, Proc, PathBuf, Vec<String>)> = vec![
         (
             300,
@@ -402,6 +411,7 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
         ),
         (700, "router", router, bin("chatflow"), router_args),
         (1100, "indexer", indexer, bin("indexer"), indexer_args),
+        (1500, "broker", broker, bin("chatflow"), broker_args),
     ];
     let mut restarted = Vec::new();
     for (mark, name, mut proc, program, args) in victims.drain(..) {
@@ -493,7 +503,7 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
     let expected: BTreeSet<i64> = acked.values().copied().collect();
     assert_eq!(seen, expected, "deliveries on node 2");
     eprintln!(
-        "nemesis: 3 kills, {MESSAGES} acked, 0 lost, 0 dup, 0 reorder; {retries} re-sends, {resumes} resumes"
+        "nemesis: 4 kills, {MESSAGES} acked, 0 lost, 0 dup, 0 reorder; {retries} re-sends, {resumes} resumes"
     );
 
     // The indexer process put every message into OpenSearch; bob finds any

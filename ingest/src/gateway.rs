@@ -217,8 +217,33 @@ impl Gateway {
         self.rate.check(user_id).map_err(ApiError::rate_limited)
     }
 
-    /// Produces one event and returns its seq once the broker acknowledged it.
+    /// Produces one event and returns its seq once the broker acknowledged
+    /// it. An event the log has at a place the broker did not tell (see
+    /// [`Gateway::publish_at_unknown_seq`]) is a 503: retry.
     pub async fn publish(
+        &self,
+        conversation_id: &str,
+        actor: Actor,
+        payload: Payload,
+    ) -> Result<(i64, ChatEvent), ApiError> {
+        let (seq, event) = self
+            .publish_at_unknown_seq(conversation_id, actor, payload)
+            .await?;
+        if seq < 0 {
+            return Err(ApiError::unavailable(
+                "the event log",
+                "the event is stored but the broker did not say at which seq: retry",
+            ));
+        }
+        Ok((seq, event))
+    }
+
+    /// [`Gateway::publish`], except that the seq may be -1: the record is
+    /// in the log, but where is not known. An idempotent producer that
+    /// re-sends a batch the broker already had (its first answer was lost,
+    /// e.g. the broker was killed and restarted) is told "duplicate" and
+    /// delivers no offset. The caller finds the seq another way.
+    pub async fn publish_at_unknown_seq(
         &self,
         conversation_id: &str,
         actor: Actor,
@@ -272,8 +297,11 @@ impl Gateway {
                         timestamp: None,
                         headers: Vec::new(),
                     };
-                    // Full: the router's own read brings it.
-                    let _ = handover.try_send(record);
+                    // Full, or its offset unknown: the router's own read
+                    // brings it.
+                    if offset >= 0 {
+                        let _ = handover.try_send(record);
+                    }
                     Ok::<_, streams::KafkaError>(offset)
                 });
                 acked

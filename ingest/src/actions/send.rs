@@ -49,18 +49,10 @@ impl Gateway {
         if let Some(ack) = answer.as_ref() {
             return Ok(ack.clone());
         }
-        if let Some(stored) = self
-            .store
-            .message_by_client_id(&m.conversation_id, user_id, &m.client_msg_id)
+        if let Some(ack) = self
+            .stored_ack(&m.conversation_id, user_id, &m.client_msg_id)
             .await?
         {
-            let ack = Ack {
-                client_msg_id: m.client_msg_id,
-                seq: stored.seq,
-                message_id: stored.message_id,
-                conversation_id: stored.conversation_id,
-                sent_at: crate::wire::rfc3339(stored.sent_at),
-            };
             *answer = Some(ack.clone());
             return Ok(ack);
         }
@@ -77,7 +69,23 @@ impl Gateway {
             mentions: m.mentions,
             silent: m.silent,
         });
-        let (seq, event) = self.publish(&m.conversation_id, actor, payload).await?;
+        let (seq, event) = self
+            .publish_at_unknown_seq(&m.conversation_id, actor, payload)
+            .await?;
+        if seq < 0 {
+            // In the log at a seq the broker did not tell: the store has
+            // it once the persister applied it.
+            tracing::warn!(
+                conversation_id = %m.conversation_id,
+                client_msg_id = %m.client_msg_id,
+                "the broker acknowledged a send without its offset (a re-sent batch it already had); answering with the stored seq"
+            );
+            let stored = self
+                .stored_send(&m.conversation_id, user_id, &m.client_msg_id)
+                .await?;
+            *answer = Some(stored.clone());
+            return Ok(stored);
+        }
         let ack = Ack {
             client_msg_id: m.client_msg_id,
             seq,
@@ -87,5 +95,52 @@ impl Gateway {
         };
         *answer = Some(ack.clone());
         Ok(ack)
+    }
+
+    /// The answer to a send the store holds.
+    async fn stored_ack(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<Ack>, ApiError> {
+        let stored = self
+            .store
+            .message_by_client_id(conversation_id, user_id, client_msg_id)
+            .await?;
+        Ok(stored.map(|stored| Ack {
+            client_msg_id: client_msg_id.to_owned(),
+            seq: stored.seq,
+            message_id: stored.message_id,
+            conversation_id: stored.conversation_id,
+            sent_at: crate::wire::rfc3339(stored.sent_at),
+        }))
+    }
+
+    /// Waits (the read-your-writes timeout at most) for the store to hold
+    /// a send that is in the log; 503 if it does not in time (a retry then
+    /// finds it stored).
+    async fn stored_send(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Ack, ApiError> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(ack) = self
+                .stored_ack(conversation_id, user_id, client_msg_id)
+                .await?
+            {
+                return Ok(ack);
+            }
+            if started.elapsed() > self.config.limits.read_your_writes_timeout {
+                return Err(ApiError::unavailable(
+                    "the message store",
+                    format!("{client_msg_id} is in the log but not stored yet: retry"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
