@@ -150,21 +150,18 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_and_the_broker_kill
         &["serve".into(), "--port".into(), dynamo.port().to_string()],
         logs,
     );
-    let broker = Proc::spawn(
+    let broker_args = [
         "broker",
-        &bin("chatflow"),
-        &[
-            "broker",
-            "--data-dir",
-            &logs.join("broker").display().to_string(),
-            "--kafka-listen",
-            &kafka.to_string(),
-            "--registry",
-            "off",
-        ]
-        .map(String::from),
-        logs,
-    );
+        "--data-dir",
+        &logs.join("broker").display().to_string(),
+        "--kafka-listen",
+        &kafka.to_string(),
+        "--registry",
+        "off",
+    ]
+    .map(String::from)
+    .to_vec();
+    let broker = Proc::spawn("broker", &bin("chatflow"), &broker_args, logs);
     let _osmem = Proc::spawn(
         "osmem-server",
         Path::new(&osmem_binary()),
@@ -390,17 +387,6 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_and_the_broker_kill
         );
         async move { api.get(&path).await.1 }
     };
-    let broker_args = [
-        "broker",
-        "--data-dir",
-        &logs.join("broker").display().to_string(),
-        "--kafka-listen",
-        &kafka.to_string(),
-        "--registry",
-        "off",
-    ]
-    .map(String::from)
-    .to_vec();
     let mut victims: Vec<(usize, &str, Proc, PathBuf, Vec<String>)> = vec![
         (
             300,
