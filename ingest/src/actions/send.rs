@@ -4,8 +4,11 @@
 
 use schemas::{Actor, MessagePosted, Payload};
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::sends::Slot;
 use crate::validate;
 use crate::wire::Ack;
 
@@ -21,7 +24,7 @@ pub struct NewMessage {
 
 impl Gateway {
     pub async fn send_message(
-        &self,
+        self: &Arc<Self>,
         user_id: &str,
         device_id: &str,
         m: NewMessage,
@@ -45,6 +48,25 @@ impl Gateway {
             m.client_msg_id.clone(),
         );
         let slot = self.recent.slot(&key);
+        // Answered by a task of its own: a caller that goes away (its
+        // socket dropped while the broker was slow) does not take the
+        // answer with it, and its retry waits for that answer instead of
+        // producing the message a second time at another seq.
+        let (gw, user_id, device_id) = (self.clone(), user_id.to_owned(), device_id.to_owned());
+        tokio::spawn(async move { gw.answer_send(slot, &user_id, &device_id, m).await })
+            .await
+            .map_err(|e| ApiError::unavailable("the gateway", e))?
+    }
+
+    /// The send's answer: the one already given, the stored message's, or
+    /// a new event's.
+    async fn answer_send(
+        &self,
+        slot: Slot,
+        user_id: &str,
+        device_id: &str,
+        m: NewMessage,
+    ) -> Result<Ack, ApiError> {
         let mut answer = slot.lock().await;
         if let Some(ack) = answer.as_ref() {
             return Ok(ack.clone());

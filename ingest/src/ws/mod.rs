@@ -294,7 +294,7 @@ fn close_for(e: axum::Error) -> (u16, &'static str) {
 type FrameError = (Option<String>, ApiError);
 
 async fn handle(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     socket: &Arc<Socket>,
     claims: &Claims,
     text: &str,
