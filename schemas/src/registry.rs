@@ -202,46 +202,39 @@ struct Posted {
     schema_type: Option<String>,
 }
 
-impl Posted {
-    /// The posted body, or Confluent's error shape for one that is not
-    /// `{"schema": "..."}` JSON (axum's own rejection is plain text).
-    fn from_body(body: &[u8]) -> Result<Posted, BadBody> {
-        serde_json::from_slice(body).map_err(|e| BadBody(e.to_string()))
-    }
+/// Why a posted schema is refused.
+enum Refused {
+    /// The body is not `{"schema": "..."}` JSON: 400 (axum's own rejection
+    /// would be plain text).
+    Body(String),
+    /// Confluent's 422: the posted schema is not an Avro schema.
+    Schema(String),
 }
 
-/// A body that is not the JSON the route takes: 400.
-struct BadBody(String);
-
-impl IntoResponse for BadBody {
+impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        plain_error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body is not {{\"schema\": \"<Avro JSON>\"}}: {}",
-                self.0
+        match self {
+            Refused::Body(e) => plain_error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not {{\"schema\": \"<Avro JSON>\"}}: {e}"),
             ),
-        )
+            Refused::Schema(message) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error_code": 42201, "message": message}),
+            ),
+        }
     }
 }
 
-/// Confluent's 422: the posted schema is not an Avro schema.
-struct Invalid(String);
-
-impl IntoResponse for Invalid {
-    fn into_response(self) -> Response {
-        reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"error_code": 42201, "message": self.0}),
-        )
-    }
-}
-
-fn parse(posted: &Posted) -> Result<Schema, Invalid> {
+/// The Avro schema a request body posts.
+fn parse(body: &[u8]) -> Result<Schema, Refused> {
+    let posted: Posted = serde_json::from_slice(body).map_err(|e| Refused::Body(e.to_string()))?;
     if let Some(t) = posted.schema_type.as_deref().filter(|t| *t != "AVRO") {
-        return Err(Invalid(format!("schema type {t} is not supported here")));
+        return Err(Refused::Schema(format!(
+            "schema type {t} is not supported here"
+        )));
     }
-    Schema::parse_str(&posted.schema).map_err(|e| Invalid(format!("Invalid schema: {e}")))
+    Schema::parse_str(&posted.schema).map_err(|e| Refused::Schema(format!("Invalid schema: {e}")))
 }
 
 /// The subject's version whose canonical form is the posted schema's.
@@ -276,11 +269,7 @@ async fn lookup(Path(subject): Path<String>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let posted = match Posted::from_body(&body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    match parse(&posted).map(|p| registered(schema, &p)) {
+    match parse(&body).map(|p| registered(schema, &p)) {
         Ok(Some(v)) => reply(StatusCode::OK, described(&subject, v)),
         Ok(None) => not_found(40403, "Schema not found".into()).into_response(),
         Err(e) => e.into_response(),
@@ -296,11 +285,7 @@ async fn register(Path(subject): Path<String>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let posted = match Posted::from_body(&body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let posted = match parse(&posted) {
+    let posted = match parse(&body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -334,11 +319,7 @@ async fn compatibility(Path((subject, v)): Path<(String, String)>, body: Bytes) 
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let posted = match Posted::from_body(&body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    match parse(&posted) {
+    match parse(&body) {
         Ok(posted) => {
             let messages = incompatibilities(schema, &posted);
             reply(
