@@ -31,6 +31,19 @@ impl Gateway {
     /// The caller's role in a group they may change (a global admin counts
     /// as an owner); 409 for a direct conversation.
     async fn group_role(&self, caller: &Claims, conversation_id: &str) -> Result<Role, ApiError> {
+        let (role, kind) = self.acting_role(caller, conversation_id).await?;
+        rules::group_only(kind)?;
+        Ok(role)
+    }
+
+    /// The role the caller acts with in a conversation, and its kind: a
+    /// member's own, or an owner's for a global admin, member or not
+    /// (403 for anyone else, 404 for no such conversation).
+    pub(crate) async fn acting_role(
+        &self,
+        caller: &Claims,
+        conversation_id: &str,
+    ) -> Result<(Role, Kind), ApiError> {
         let member = if caller.is_admin() {
             validate::named_id("conversation_id", conversation_id)?;
             self.read_your_writes(conversation_id, true).await?;
@@ -44,9 +57,10 @@ impl Gateway {
             ))
         };
         let conversation = self.stored_conversation(conversation_id).await?;
-        rules::group_only(Kind::parse(&conversation.kind).unwrap_or(Kind::Group))?;
-        rules::acting_role(member, caller.is_admin())
-            .ok_or_else(|| ApiError::forbidden("you are not a member of this conversation"))
+        let kind = Kind::parse(&conversation.kind).unwrap_or(Kind::Group);
+        let role = rules::acting_role(member, caller.is_admin())
+            .ok_or_else(|| ApiError::forbidden("you are not a member of this conversation"))?;
+        Ok((role, kind))
     }
 
     /// Adds a member (owner or admin; only an owner adds an owner).

@@ -61,26 +61,15 @@ impl Gateway {
     }
 
     /// The message at `seq` for a moderating action (delete, pin) and the
-    /// role the caller acts with: a member's own, or, for a global admin
-    /// who is not a member, an owner's (PROTOCOL.md: a global admin acts as
-    /// an owner in any group).
+    /// role the caller acts with (PROTOCOL.md: a global admin acts as an
+    /// owner in any group, member or not).
     async fn message_to_moderate(
         &self,
         caller: &Claims,
         conversation_id: &str,
         seq: i64,
     ) -> Result<(Role, Message), ApiError> {
-        if !caller.is_admin() {
-            let (role, message) = self.message_for(caller, conversation_id, seq).await?;
-            return Ok((Role::stored(&role), message));
-        }
-        validate::named_id("conversation_id", conversation_id)?;
-        self.read_your_writes(conversation_id, true).await?;
-        self.stored_conversation(conversation_id).await?;
-        let role = match self.store.member(conversation_id, &caller.sub).await? {
-            Some(member) => Role::stored(&member.role),
-            None => Role::Owner,
-        };
+        let (role, _) = self.acting_role(caller, conversation_id).await?;
         Ok((role, self.live_message(conversation_id, seq).await?))
     }
 
