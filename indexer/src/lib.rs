@@ -5,9 +5,10 @@
 
 mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chat::twins::Twins;
 use schemas::{ChatEvent, Codec, Payload};
 use search::{IndexOp, MessageDoc, SearchIndex};
 use streams::{Record, Rejection, Stage, StageError};
@@ -19,6 +20,7 @@ pub const GROUP: &str = "indexer";
 pub struct Indexer {
     index: Arc<dyn SearchIndex>,
     codec: Codec,
+    twins: Mutex<Twins>,
 }
 
 impl Indexer {
@@ -26,6 +28,7 @@ impl Indexer {
         Indexer {
             index,
             codec: Codec::new(),
+            twins: Mutex::default(),
         }
     }
 }
@@ -37,16 +40,21 @@ impl Stage for Indexer {
         // The batch index of the record each op came from.
         let mut origin = Vec::new();
         let mut rejected = Vec::new();
-        for (index, record) in batch.iter().enumerate() {
-            let decoded = record.decode::<ChatEvent>(&self.codec);
-            match decoded {
-                Ok(event) => {
-                    if let Some(op) = to_op(record.offset, event) {
-                        ops.push(op);
-                        origin.push(index);
+        {
+            let mut twins = self.twins.lock().unwrap_or_else(|e| e.into_inner());
+            for (index, record) in batch.iter().enumerate() {
+                let decoded = record.decode::<ChatEvent>(&self.codec);
+                match decoded {
+                    // Not a second document for one message.
+                    Ok(event) if twins.is_second_copy(record.offset, &event) => {}
+                    Ok(event) => {
+                        if let Some(op) = to_op(record.offset, event) {
+                            ops.push(op);
+                            origin.push(index);
+                        }
                     }
+                    Err(reason) => rejected.push(Rejection::new(index, reason)),
                 }
-                Err(reason) => rejected.push(Rejection::new(index, reason)),
             }
         }
         let count = ops.len() as u64;

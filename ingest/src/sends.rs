@@ -9,8 +9,19 @@ use crate::wire::Ack;
 
 pub type SendKey = (String, String, String);
 
-/// One send's answer, once there is one; its lock is held while it is made.
-pub type Slot = Arc<tokio::sync::Mutex<Option<Ack>>>;
+/// What is known of one send; its lock is held while its answer is made.
+pub type Slot = Arc<tokio::sync::Mutex<Sent>>;
+
+#[derive(Default)]
+pub enum Sent {
+    /// Never produced, or its produce failed before the log had it.
+    #[default]
+    Not,
+    /// In the log at a seq the broker did not tell: only the store can
+    /// answer, and producing it again would make a second copy.
+    InLog,
+    Answered(Ack),
+}
 
 const RECENT_SENDS: usize = 100_000;
 

@@ -34,6 +34,7 @@ pub struct RouterStage {
     producer: Producer,
     codec: Codec,
     membership: Mutex<membership::Membership>,
+    twins: Mutex<chat::twins::Twins>,
 }
 
 impl RouterStage {
@@ -45,6 +46,7 @@ impl RouterStage {
             producer,
             codec: Codec::new(),
             membership: Mutex::default(),
+            twins: Mutex::default(),
         }
     }
 }
@@ -64,6 +66,7 @@ impl Stage for RouterStage {
         let mut rejected = Vec::new();
         let mut deliveries = Vec::new();
         let mut membership = self.membership.lock().await;
+        let mut twins = self.twins.lock().await;
         let mut targets = Vec::new();
         let mut local_count = 0u64;
         for (index, record) in batch.iter().enumerate() {
@@ -74,6 +77,14 @@ impl Stage for RouterStage {
                     continue;
                 }
             };
+            if twins.is_second_copy(record.offset, &event) {
+                tracing::warn!(
+                    conversation_id = %event.conversation_id,
+                    seq = record.offset,
+                    "a second copy of a send (a batch the broker took twice) is not delivered"
+                );
+                continue;
+            }
             let bytes = record.payload.as_deref().unwrap_or_default();
             let audience = membership
                 .audience(&*self.store, record.offset, &event)
@@ -115,7 +126,7 @@ impl Stage for RouterStage {
                 }
             }
         }
-        drop(membership);
+        drop((membership, twins));
         // Records for one inbox are produced in batch order: the producer
         // is idempotent and keeps order per partition.
         let sends = deliveries

@@ -380,3 +380,38 @@ async fn interval_commits_land_in_a_quiet_period() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A broker restarted under a producer may take a batch it already had a
+/// second time (tansu 0.6 forgets its idempotent-producer state), so an
+/// acknowledgement that crossed the restart may name a second copy: the
+/// producer reports its offset as unknown (-1) and the caller finds the
+/// first. Acknowledgements after that carry their offsets again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_across_a_broker_restart_has_an_unknown_offset() {
+    let mut test = TestBroker::start().await;
+    let config = test.config();
+    topic(&config, "t.restart", 1).await;
+    let producer = Producer::new(&config).unwrap();
+    let ack = |payload: &'static [u8]| producer.enqueue("t.restart", b"k", payload).unwrap();
+
+    let (_, before) = ack(b"before").await.unwrap();
+    assert!(before >= 0);
+
+    let addr = test.broker.as_ref().unwrap().addr();
+    test.broker.take().unwrap().stop().await;
+    let across = ack(b"across");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    test.broker = Some(
+        broker::EmbeddedBroker::start(addr, &test.dir.join("log.db"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        across.await.unwrap().1,
+        -1,
+        "the offset of an ack across a restart"
+    );
+
+    let (_, after) = ack(b"after").await.unwrap();
+    assert!(after > before, "{after} after {before}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::sends::Slot;
+use crate::sends::{Sent, Slot};
 use crate::validate;
 use crate::wire::Ack;
 
@@ -67,56 +67,61 @@ impl Gateway {
         device_id: &str,
         m: NewMessage,
     ) -> Result<Ack, ApiError> {
-        let mut answer = slot.lock().await;
-        if let Some(ack) = answer.as_ref() {
+        let mut sent = slot.lock().await;
+        if let Sent::Answered(ack) = &*sent {
             return Ok(ack.clone());
         }
         if let Some(ack) = self
             .stored_ack(&m.conversation_id, user_id, &m.client_msg_id)
             .await?
         {
-            *answer = Some(ack.clone());
+            *sent = Sent::Answered(ack.clone());
             return Ok(ack);
         }
-        let message_id = ulid::Ulid::new().to_string();
-        let actor = Actor {
-            user_id: user_id.to_owned(),
-            device_id: device_id.to_owned(),
-        };
-        let payload = Payload::MessagePosted(MessagePosted {
-            message_id: message_id.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            body: m.body,
-            reply_to: m.reply_to,
-            mentions: m.mentions,
-            silent: m.silent,
-        });
-        let (seq, event) = self
-            .publish_at_unknown_seq(&m.conversation_id, actor, payload)
-            .await?;
-        if seq < 0 {
-            // In the log at a seq the broker did not tell: the store has
-            // it once the persister applied it.
+        if matches!(*sent, Sent::Not) {
+            let message_id = ulid::Ulid::new().to_string();
+            let actor = Actor {
+                user_id: user_id.to_owned(),
+                device_id: device_id.to_owned(),
+            };
+            let payload = Payload::MessagePosted(MessagePosted {
+                message_id: message_id.clone(),
+                client_msg_id: m.client_msg_id.clone(),
+                body: m.body,
+                reply_to: m.reply_to,
+                mentions: m.mentions,
+                silent: m.silent,
+            });
+            let (seq, event) = self
+                .publish_at_unknown_seq(&m.conversation_id, actor, payload)
+                .await?;
+            if seq >= 0 {
+                let ack = Ack {
+                    client_msg_id: m.client_msg_id,
+                    seq,
+                    message_id,
+                    conversation_id: m.conversation_id,
+                    sent_at: crate::wire::rfc3339(event.occurred_at),
+                };
+                *sent = Sent::Answered(ack.clone());
+                return Ok(ack);
+            }
+            // In the log at a seq the broker did not tell (a re-sent batch
+            // it already had, or an acknowledgement across a broker fault
+            // that may name a second copy): the store has the first copy
+            // once the persister applied it.
             tracing::warn!(
                 conversation_id = %m.conversation_id,
                 client_msg_id = %m.client_msg_id,
-                "the broker acknowledged a send without its offset (a re-sent batch it already had); answering with the stored seq"
+                "a send is in the log at an unknown seq; answering with the stored one"
             );
-            let stored = self
-                .stored_send(&m.conversation_id, user_id, &m.client_msg_id)
-                .await?;
-            *answer = Some(stored.clone());
-            return Ok(stored);
+            *sent = Sent::InLog;
         }
-        let ack = Ack {
-            client_msg_id: m.client_msg_id,
-            seq,
-            message_id,
-            conversation_id: m.conversation_id,
-            sent_at: crate::wire::rfc3339(event.occurred_at),
-        };
-        *answer = Some(ack.clone());
-        Ok(ack)
+        let stored = self
+            .stored_send(&m.conversation_id, user_id, &m.client_msg_id)
+            .await?;
+        *sent = Sent::Answered(stored.clone());
+        Ok(stored)
     }
 
     /// The answer to a send the store holds.
