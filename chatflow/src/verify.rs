@@ -149,7 +149,48 @@ async fn stores(live: &dyn Store, rebuilt: &dyn Store) -> anyhow::Result<(usize,
             differences.push(format!("{cid}: {d}"));
         }
     }
+    differences.extend(days(live, rebuilt, &ids).await?);
     Ok((ids.len(), differences))
+}
+
+/// The audit log and the analytics of each day from the first
+/// conversation's creation to today.
+async fn days(
+    live: &dyn Store,
+    rebuilt: &dyn Store,
+    ids: &BTreeSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut first = schemas::now_millis();
+    for cid in ids {
+        if let Some(c) = live.conversation(cid).await? {
+            first = first.min(c.created_at);
+        }
+    }
+    let mut differences = Vec::new();
+    for day in first.div_euclid(DAY_MS)..=schemas::now_millis().div_euclid(DAY_MS) {
+        let audit = (live.audit_day(day).await?, rebuilt.audit_day(day).await?);
+        let mut stats = (live.day_stats(day).await?, rebuilt.day_stats(day).await?);
+        stats
+            .0
+            .sort_by(|x, y| x.conversation_id.cmp(&y.conversation_id));
+        stats
+            .1
+            .sort_by(|x, y| x.conversation_id.cmp(&y.conversation_id));
+        let mut active = (
+            live.active_users(day).await?,
+            rebuilt.active_users(day).await?,
+        );
+        active.0.sort();
+        active.1.sort();
+        let found = first_difference("audit entry", &audit.0, &audit.1)
+            .or_else(|| first_difference("conversation's messages", &stats.0, &stats.1))
+            .or_else(|| first_difference("active user", &active.0, &active.1));
+        if let Some(d) = found {
+            differences.push(format!("day {day}: {d}"));
+        }
+    }
+    Ok(differences)
 }
 
 /// Every message's document, for the messages the live store holds.

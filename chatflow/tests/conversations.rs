@@ -257,3 +257,270 @@ async fn the_last_owner_leaving_hands_the_group_to_an_admin() {
     assert_eq!(role_of(&conv, "bob").as_deref(), Some("owner"));
     assert_eq!(role_of(&conv, "alice"), None);
 }
+
+/// (actor, action, target, detail, global_admin) of each audit entry.
+fn audit_rows(page: &Value) -> Vec<(String, String, String, String, bool)> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                text(&e["actor"]),
+                text(&e["action"]),
+                text(&e["target"]),
+                text(&e["detail"]),
+                e["global_admin"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrative_actions_are_audited_for_global_admins_only() {
+    let (dir, cf, [alice, bob, carol, dave]) = start(["alice", "bob", "carol", "dave"]).await;
+    let root = Api::new(&cf, &admin_token(&dir.path().join("data"), "root"));
+    let cid = alice.create_group(&["bob", "carol"]).await;
+    let path = |p: &str| format!("/v1/conversations/{cid}{p}");
+    let ok = |(s, b): (u16, Value)| assert!((200..300).contains(&s), "{s} {b}");
+
+    ok(alice
+        .call("PATCH", &path(""), Some(json!({"name": "ops"})))
+        .await);
+    ok(alice
+        .post(&path("/members"), json!({"user_id": "dave"}))
+        .await);
+    ok(alice
+        .call(
+            "PUT",
+            &path("/members/bob/role"),
+            Some(json!({"role": "admin"})),
+        )
+        .await);
+    let own = post(&carol, &cid, "c1", json!({"body": "mine"})).await;
+    let moderated = post(&carol, &cid, "c2", json!({"body": "spam"})).await;
+    ok(carol
+        .call("DELETE", &path(&format!("/messages/{own}")), None)
+        .await);
+    ok(bob
+        .call("DELETE", &path(&format!("/messages/{moderated}")), None)
+        .await);
+    let pinned = post(&bob, &cid, "b1", json!({"body": "rules"})).await;
+    ok(alice
+        .call("PUT", &path(&format!("/messages/{pinned}/pin")), None)
+        .await);
+    ok(dave.call("DELETE", &path("/members/dave"), None).await);
+    ok(root.call("DELETE", &path("/members/carol"), None).await);
+    ok(alice
+        .post(
+            "/v1/devices",
+            json!({"device_id": "phone", "platform": "ios"}),
+        )
+        .await);
+    ok(alice.call("DELETE", "/v1/devices/phone", None).await);
+
+    let s = |v: &str| v.to_owned();
+    let expected = vec![
+        (
+            s("alice"),
+            s("conversation_updated"),
+            s(""),
+            s("name"),
+            false,
+        ),
+        (s("alice"), s("member_added"), s("dave"), s("member"), false),
+        (s("alice"), s("role_changed"), s("bob"), s("admin"), false),
+        (
+            s("bob"),
+            s("message_deleted"),
+            moderated.to_string(),
+            s(""),
+            false,
+        ),
+        (
+            s("alice"),
+            s("message_pinned"),
+            pinned.to_string(),
+            s("pinned"),
+            false,
+        ),
+        (s("root"), s("member_removed"), s("carol"), s(""), true),
+        (s("alice"), s("device_removed"), s("phone"), s(""), false),
+    ];
+    // A read model: each action shows once the store has applied it.
+    let started = std::time::Instant::now();
+    let all = loop {
+        let (status, page) = root.get("/v1/admin/audit").await;
+        assert_eq!(status, 200, "{page}");
+        if audit_rows(&page).len() >= expected.len()
+            || started.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // A sender deleting their own message and a member leaving are not
+    // administrative actions.
+    assert_eq!(audit_rows(&all), expected, "{all}");
+    assert_eq!(all["has_more"], false);
+    assert_eq!(all["entries"][0]["conversation_id"], cid.as_str());
+    assert_eq!(all["entries"][6]["conversation_id"], "user:alice");
+    assert!(all["entries"][0]["at"].as_str().unwrap().ends_with('Z'));
+
+    // Filters.
+    let (_, page) = root.get("/v1/admin/audit?actor=root").await;
+    assert_eq!(audit_rows(&page), expected[5..6]);
+    let (_, page) = root.get("/v1/admin/audit?action=role_changed").await;
+    assert_eq!(audit_rows(&page), expected[2..3]);
+    let (_, page) = root
+        .get("/v1/admin/audit?from=2999-01-01T00:00:00Z&to=2999-01-02T00:00:00Z")
+        .await;
+    assert_eq!(audit_rows(&page), []);
+
+    // Pages of 3 add up to the whole log, in order.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    for expect_more in [true, true, false] {
+        let (status, page) = root
+            .get(&format!("/v1/admin/audit?limit=3&after={after}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["has_more"], expect_more, "{page}");
+        paged.extend(audit_rows(&page));
+        after = page["next_after"].as_str().unwrap_or("").to_owned();
+    }
+    assert_eq!(paged, expected);
+
+    // Nobody else reads it, not even the conversation's owner; bad
+    // queries are refused with the error shape.
+    let (s, b) = alice.get("/v1/admin/audit").await;
+    assert_eq!((s, code(&b)), (403, "forbidden"));
+    let (s, b) = root.get("/v1/admin/audit?limit=0").await;
+    assert_eq!((s, code(&b)), (400, "invalid_limit"));
+    let (s, b) = root
+        .get("/v1/admin/audit?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_range"));
+    let (s, b) = root.get("/v1/admin/audit?from=2020-01-01T00:00:00Z").await;
+    assert_eq!((s, code(&b)), (400, "invalid_range"), "over 366 days");
+    let (s, b) = root.get("/v1/admin/audit?to=yesterday").await;
+    assert_eq!((s, code(&b)), (400, "invalid_time"));
+    let (s, b) = root.get("/v1/admin/audit?after=zz").await;
+    assert_eq!((s, code(&b)), (400, "invalid_cursor"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_count_the_traffic_for_global_admins_only() {
+    let (dir, cf, [alice, bob, carol, dave]) = common::start_args(
+        ["alice", "bob", "carol", "dave"],
+        &["--analytics-interval-secs", "1"],
+    )
+    .await;
+    let root = Api::new(&cf, &admin_token(&dir.path().join("data"), "root"));
+    let group = alice.create_group(&["bob", "carol"]).await;
+    let (s, direct) = alice
+        .post(
+            "/v1/conversations",
+            json!({"kind": "direct", "members": ["dave"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{direct}");
+    let direct = direct["conversation_id"].as_str().unwrap().to_owned();
+
+    // The test's own traffic: 5 group messages, 2 direct ones; a retried
+    // send is one message; carol only reads.
+    for (api, cid, id) in [
+        (&alice, &group, "a1"),
+        (&alice, &group, "a2"),
+        (&alice, &group, "a3"),
+        (&bob, &group, "b1"),
+        (&bob, &group, "b2"),
+        (&bob, &group, "b2"),
+        (&dave, &direct, "d1"),
+        (&alice, &direct, "a4"),
+    ] {
+        post(api, cid, id, json!({"body": "hello"})).await;
+    }
+    let (s, b) = carol
+        .post(
+            &format!("/v1/conversations/{group}/read"),
+            json!({"seq": 1}),
+        )
+        .await;
+    assert!(s < 300, "{s} {b}");
+    let sent: u64 = 7;
+
+    let yesterday = schemas::now_millis() - 86_400_000;
+    let query = format!("/v1/admin/analytics?from={yesterday}");
+    let started = std::time::Instant::now();
+    let report = loop {
+        let (status, report) = root.get(&query).await;
+        assert_eq!(status, 200, "{report}");
+        let counted: u64 = report["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["messages"].as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        let read = report["active_users"] == 4;
+        if (counted == sent && read) || started.elapsed() > std::time::Duration::from_secs(10) {
+            break report;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let per_kind = |kind: &str| -> u64 {
+        report["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["messages"][kind].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!((per_kind("group"), per_kind("direct")), (5, 2), "{report}");
+    assert_eq!(
+        report["active_users"], 4,
+        "alice, bob, dave posted; carol read: {report}"
+    );
+    assert_eq!(
+        report["days"].as_array().unwrap().len(),
+        2,
+        "yesterday and today"
+    );
+    assert_eq!(
+        report["top_conversations"],
+        json!([
+            {"conversation_id": group, "kind": "group", "messages": 5},
+            {"conversation_id": direct, "kind": "direct", "messages": 2},
+        ])
+    );
+
+    // The gauges, read from the same model (today only).
+    let started = std::time::Instant::now();
+    let gauges = loop {
+        let gauges = (
+            cf.metric("chatflow_active_users{window=\"1d\"}").await,
+            cf.metric("chatflow_messages_today{kind=\"group\"}").await,
+            cf.metric("chatflow_messages_today{kind=\"direct\"}").await,
+        );
+        if gauges == (Some(4.0), Some(5.0), Some(2.0))
+            || started.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break gauges;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(gauges, (Some(4.0), Some(5.0), Some(2.0)));
+    assert_eq!(
+        cf.metric("chatflow_active_users{window=\"30d\"}").await,
+        Some(4.0)
+    );
+
+    let (s, b) = alice.get("/v1/admin/analytics").await;
+    assert_eq!((s, code(&b)), (403, "forbidden"));
+    let (s, b) = root
+        .get("/v1/admin/analytics?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_range"));
+}

@@ -162,6 +162,18 @@ impl Store for Switch<dyn Store> {
     async fn conversation_ids(&self) -> store::Result<Vec<String>> {
         self.current().conversation_ids().await
     }
+
+    async fn audit_day(&self, day: i64) -> store::Result<Vec<store::AuditEntry>> {
+        self.current().audit_day(day).await
+    }
+
+    async fn day_stats(&self, day: i64) -> store::Result<Vec<store::ConversationDay>> {
+        self.current().day_stats(day).await
+    }
+
+    async fn active_users(&self, day: i64) -> store::Result<Vec<String>> {
+        self.current().active_users(day).await
+    }
 }
 
 #[async_trait]

@@ -92,6 +92,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             delete(api::conversations::remove_member),
         )
         .route("/v1/search", get(api::search::search))
+        .route("/v1/admin/audit", get(api::admin::audit))
+        .route("/v1/admin/analytics", get(api::admin::analytics))
         .route("/v1/ws", get(ws::upgrade))
         .route("/openapi.json", get(api::openapi::document))
         .route("/healthz", get(api::ops::healthz))

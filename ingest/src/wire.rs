@@ -277,6 +277,69 @@ pub struct SearchResults {
     pub next_offset: Option<usize>,
 }
 
+/// One administrative action (`GET /v1/admin/audit`).
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    /// The event kind: conversation_updated, member_added, member_removed,
+    /// role_changed, message_deleted, message_pinned, device_removed.
+    pub action: String,
+    /// The conversation (a user's own stream `user:<id>` for devices).
+    pub conversation_id: String,
+    /// The event's seq.
+    pub seq: i64,
+    /// Whom or what it acted on: a user id, a message seq, a device id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The new role, the fields changed, pinned or unpinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The actor was not a member: a global admin acted.
+    pub global_admin: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub has_more: bool,
+    /// Pass as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// One day of `GET /v1/admin/analytics`.
+#[derive(Serialize, ToSchema)]
+pub struct AnalyticsDay {
+    /// YYYY-MM-DD (UTC).
+    pub date: String,
+    /// Users who posted, read or reacted that day.
+    pub active_users: usize,
+    /// Messages posted that day per conversation kind (direct, group).
+    pub messages: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TopConversation {
+    pub conversation_id: String,
+    pub kind: String,
+    pub messages: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnalyticsReport {
+    /// The first and last day counted, YYYY-MM-DD (UTC).
+    pub from: String,
+    pub to: String,
+    pub days: Vec<AnalyticsDay>,
+    /// Distinct users active on any day of the range (30 days: monthly
+    /// active users).
+    pub active_users: usize,
+    /// The conversations with the most messages in the range, most first
+    /// (at most 10).
+    pub top_conversations: Vec<TopConversation>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,

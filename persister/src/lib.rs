@@ -50,8 +50,55 @@ impl Stage for Persister {
     }
 }
 
+/// The audit-log entry of an administrative event (`GET /v1/admin/audit`):
+/// a change to a conversation, its members or their roles, a message
+/// deleted or pinned (the store leaves out a sender deleting their own),
+/// a device removed. Joining and leaving are not administrative.
+pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
+    let entry = |action: &str, target: String, detail: Option<String>| {
+        Some(Mutation::Audit {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: Some(target),
+            detail,
+        })
+    };
+    match payload {
+        Payload::ConversationUpdated(p) => {
+            let changed: Vec<&str> = [("name", &p.name), ("description", &p.description)]
+                .into_iter()
+                .filter_map(|(field, value)| value.as_ref().map(|_| field))
+                .collect();
+            Some(Mutation::Audit {
+                actor: actor.to_owned(),
+                action: payload.kind().to_owned(),
+                target: None,
+                detail: Some(changed.join(",")),
+            })
+        }
+        Payload::MemberAdded(p) if p.user_id != actor => {
+            entry(payload.kind(), p.user_id.clone(), Some(p.role.clone()))
+        }
+        Payload::MemberRemoved(p) if p.user_id != actor => {
+            entry(payload.kind(), p.user_id.clone(), None)
+        }
+        Payload::MemberRoleChanged(p) => {
+            entry(payload.kind(), p.user_id.clone(), Some(p.role.clone()))
+        }
+        Payload::MessageDeleted(p) => entry(payload.kind(), p.seq.to_string(), None),
+        Payload::MessagePinned(p) => entry(
+            payload.kind(),
+            p.seq.to_string(),
+            Some(if p.pinned { "pinned" } else { "unpinned" }.to_owned()),
+        ),
+        Payload::DeviceRemoved(p) => entry(payload.kind(), p.device_id.clone(), None),
+        _ => None,
+    }
+}
+
 /// The store writes of one event; its seq is its offset.
 pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
+    let audit = audit_of(&event.actor.user_id, &event.payload);
     let actor = event.actor.user_id;
     let mutation = match event.payload {
         Payload::ConversationCreated(p) => Mutation::CreateConversation {
@@ -130,6 +177,6 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
         conversation_id: event.conversation_id,
         seq,
         at: event.occurred_at,
-        mutations: vec![mutation],
+        mutations: audit.into_iter().chain([mutation]).collect(),
     }
 }

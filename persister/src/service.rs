@@ -23,6 +23,14 @@ pub struct PersisterArgs {
         default_value_t = 1000
     )]
     pub max_batch: usize,
+    /// How often the analytics gauges (`chatflow_active_users`,
+    /// `chatflow_messages_today`) are read from the store, in seconds.
+    #[arg(
+        long = "analytics-interval-secs",
+        env = "CHATFLOW_ANALYTICS_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub analytics_interval_secs: u64,
 }
 
 pub struct Service(pub PersisterArgs);
@@ -42,7 +50,13 @@ impl cli::Service for Service {
         node: Arc<Node>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Running> {
-        let stage = Arc::new(Persister::new(node.store().await?));
+        let store = node.store().await?;
+        let stage = Arc::new(Persister::new(store.clone()));
+        let gauges: Running = Box::pin(analytics_gauges(
+            store,
+            Duration::from_secs(self.0.analytics_interval_secs.max(1)),
+            shutdown.clone(),
+        ));
         // A gateway in this process takes no write before the store holds
         // every event already on the log: a retried send is then
         // recognised as the message it already is. Without a gateway here
@@ -69,7 +83,7 @@ impl cli::Service for Service {
         };
         let consume = node.run_stage(spec, stage, shutdown.clone());
         if !gated {
-            return Ok(consume);
+            return Ok(Box::pin(cli::together(vec![consume, gauges], shutdown)));
         }
         let (kafka, token) = (node.kafka.clone(), shutdown.clone());
         let catch_up: Running = Box::pin(async move {
@@ -79,7 +93,43 @@ impl cli::Service for Service {
             }
             Ok(())
         });
-        Ok(Box::pin(cli::together(vec![consume, catch_up], shutdown)))
+        Ok(Box::pin(cli::together(
+            vec![consume, catch_up, gauges],
+            shutdown,
+        )))
+    }
+}
+
+/// Sets the analytics gauges from the store every `interval`: users active
+/// today and in the last 30 days, messages today per conversation kind.
+async fn analytics_gauges(
+    store: Arc<dyn store::Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        let today = schemas::now_millis().div_euclid(DAY_MS);
+        match store.analytics(today - 29, today, 0).await {
+            Ok(figures) => {
+                metrics::gauge!("chatflow_active_users", "window" => "30d")
+                    .set(figures.active_users as f64);
+                if let Some(day) = figures.days.last() {
+                    metrics::gauge!("chatflow_active_users", "window" => "1d")
+                        .set(day.active_users as f64);
+                    for (kind, n) in &day.messages {
+                        metrics::gauge!("chatflow_messages_today", "kind" => kind.clone())
+                            .set(*n as f64);
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "analytics gauges not read"),
+        }
     }
 }
 

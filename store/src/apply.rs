@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ColdIndex, Conversation, Device, EventWrite, Member, Message, Mutation, Result, StoreError,
-    UserConversation,
+    AuditEntry, ColdIndex, Conversation, ConversationDay, Device, EventWrite, Member, Message,
+    Mutation, Result, StoreError, UserConversation,
 };
 
 pub(crate) fn conv_pk(conversation_id: &str) -> String {
@@ -36,6 +36,24 @@ pub(crate) fn push_sk(device_id: &str, conversation_id: &str) -> String {
 }
 pub(crate) fn device_sk(device_id: &str) -> String {
     format!("DEVICE#{device_id}")
+}
+const DAY_MS: i64 = 86_400_000;
+/// The day (since the epoch, UTC) of a time in ms.
+pub(crate) fn audit_day(at: i64) -> i64 {
+    at.div_euclid(DAY_MS)
+}
+pub(crate) fn audit_pk(day: i64) -> String {
+    format!("AUDIT#{day:08}")
+}
+pub(crate) fn day_stat_pk(day: i64) -> String {
+    format!("DAYSTAT#{day:08}")
+}
+pub(crate) fn active_pk(day: i64) -> String {
+    format!("ACTIVE#{day:08}")
+}
+/// Zero-padded so that the sort key orders by time, then seq.
+pub(crate) fn audit_sk(at: i64, seq: i64, conversation_id: &str) -> String {
+    format!("{at:015}#{seq:020}#{conversation_id}")
 }
 
 /// A transactional view of the items: reads see this transaction's writes.
@@ -130,6 +148,12 @@ async fn apply_mutation(
         Mutation::RemoveDevice { user_id, device_id } => {
             items.delete(&user_pk(user_id), &device_sk(device_id));
         }
+        Mutation::Audit {
+            actor,
+            action,
+            target,
+            detail,
+        } => audit(items, write, meta.is_some(), actor, action, target, detail).await?,
         _ if meta.is_none() => {}
         Mutation::UpdateConversation { name, description } => {
             if let Some(m) = meta.as_mut() {
@@ -180,7 +204,9 @@ async fn apply_mutation(
             if let Some(m) = meta.as_mut() {
                 m.last_message_seq = Some(write.seq);
                 m.last_activity_at = write.at;
+                count_message(items, write, &m.kind).await?;
             }
+            mark_active(items, write, sender_id).await?;
         }
         Mutation::RestoreMessage { seq, message } => {
             if let Some(message) = message
@@ -236,6 +262,7 @@ async fn apply_mutation(
             emoji,
             user_id,
         } => {
+            mark_active(items, write, user_id).await?;
             update_message(items, write, *seq, |m| {
                 let users = m.reactions.entry(emoji.clone()).or_default();
                 if !m.deleted && !users.contains(user_id) {
@@ -259,6 +286,7 @@ async fn apply_mutation(
             .await?
         }
         Mutation::MarkRead { user_id, seq } => {
+            mark_active(items, write, user_id).await?;
             if let Some(mut member) = items.get::<Member>(&pk, &member_sk(user_id)).await? {
                 member.last_read_seq = member.last_read_seq.max(*seq);
                 member.last_delivered_seq = member.last_delivered_seq.max(*seq);
@@ -288,6 +316,69 @@ async fn apply_mutation(
         }
     }
     Ok(())
+}
+
+/// One more message of the conversation on the event's day (analytics).
+async fn count_message(items: &mut impl Items, write: &EventWrite, kind: &str) -> Result<()> {
+    let (pk, sk) = (
+        day_stat_pk(audit_day(write.at)),
+        write.conversation_id.as_str(),
+    );
+    let mut day = items
+        .get::<ConversationDay>(&pk, sk)
+        .await?
+        .unwrap_or_else(|| ConversationDay {
+            conversation_id: sk.to_owned(),
+            kind: kind.to_owned(),
+            messages: 0,
+        });
+    day.messages += 1;
+    items.put(&pk, sk, &day)
+}
+
+/// The user acted on the event's day (posted, read, reacted): analytics'
+/// active users. Written once per user and day.
+async fn mark_active(items: &mut impl Items, write: &EventWrite, user_id: &str) -> Result<()> {
+    let pk = active_pk(audit_day(write.at));
+    if items.get_raw(&pk, user_id).await?.is_none() {
+        items.put(&pk, user_id, &user_id)?;
+    }
+    Ok(())
+}
+
+async fn audit(
+    items: &mut impl Items,
+    write: &EventWrite,
+    in_conversation: bool,
+    actor: &str,
+    action: &str,
+    target: &Option<String>,
+    detail: &Option<String>,
+) -> Result<()> {
+    let pk = conv_pk(&write.conversation_id);
+    if action == "message_deleted"
+        && let Some(seq) = target.as_deref().and_then(|t| t.parse::<i64>().ok())
+        && let Some(message) = items.get::<Message>(&pk, &msg_sk(seq)).await?
+        && message.sender_id == actor
+    {
+        return Ok(());
+    }
+    let global_admin = in_conversation && items.get_raw(&pk, &member_sk(actor)).await?.is_none();
+    let entry = AuditEntry {
+        at: write.at,
+        conversation_id: write.conversation_id.clone(),
+        seq: write.seq,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.clone(),
+        detail: detail.clone(),
+        global_admin,
+    };
+    items.put(
+        &audit_pk(audit_day(write.at)),
+        &audit_sk(write.at, write.seq, &write.conversation_id),
+        &entry,
+    )
 }
 
 async fn put_member(

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+mod analytics;
+mod audit;
 mod cold;
 mod push;
 
@@ -63,6 +65,8 @@ pub async fn run(store: Arc<dyn Store>) {
     events_of_unknown_conversations_leave_nothing(&*store).await;
     cold::cold_tier_items(&*store).await;
     push::devices_and_the_push_ledger(&*store).await;
+    audit::the_audit_log(&*store).await;
+    analytics::analytics(&*store).await;
 }
 
 async fn conversations_and_members(store: &dyn Store) {

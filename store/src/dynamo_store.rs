@@ -16,11 +16,12 @@ use futures::future::try_join_all;
 use serde::de::DeserializeOwned;
 
 use crate::apply::{
-    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, push_sk, user_pk,
+    self, COLD, Items, META, active_pk, audit_pk, conv_pk, day_stat_pk, decode, device_sk,
+    member_sk, msg_sk, push_sk, user_pk,
 };
 use crate::{
-    ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
-    StoreError, UserConversation,
+    AuditEntry, ColdIndex, Conversation, ConversationDay, Device, EventWrite, Member, Message,
+    MessagePage, Page, Result, Store, StoreError, UserConversation,
 };
 
 /// Items one transaction may hold.
@@ -618,6 +619,18 @@ impl Store for DynamoStore {
             }
         }
         Ok(dropped)
+    }
+
+    async fn day_stats(&self, day: i64) -> Result<Vec<ConversationDay>> {
+        self.scan_prefix(&day_stat_pk(day), "").await
+    }
+
+    async fn active_users(&self, day: i64) -> Result<Vec<String>> {
+        self.scan_prefix(&active_pk(day), "").await
+    }
+
+    async fn audit_day(&self, day: i64) -> Result<Vec<AuditEntry>> {
+        self.scan_prefix(&audit_pk(day), "").await
     }
 
     async fn conversation_ids(&self) -> Result<Vec<String>> {

@@ -10,11 +10,12 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::apply::{
-    self, COLD, Items, META, conv_pk, decode, device_sk, member_sk, msg_sk, push_sk, user_pk,
+    self, COLD, Items, META, active_pk, audit_pk, conv_pk, day_stat_pk, decode, device_sk,
+    member_sk, msg_sk, push_sk, user_pk,
 };
 use crate::{
-    ColdIndex, Conversation, Device, EventWrite, Member, Message, MessagePage, Page, Result, Store,
-    StoreError, UserConversation,
+    AuditEntry, ColdIndex, Conversation, ConversationDay, Device, EventWrite, Member, Message,
+    MessagePage, Page, Result, Store, StoreError, UserConversation,
 };
 
 #[derive(Clone)]
@@ -273,6 +274,18 @@ impl Store for FjallStore {
             Ok(dropped)
         })
         .await
+    }
+
+    async fn day_stats(&self, day: i64) -> Result<Vec<ConversationDay>> {
+        self.scan(&day_stat_pk(day), "")
+    }
+
+    async fn active_users(&self, day: i64) -> Result<Vec<String>> {
+        self.scan(&active_pk(day), "")
+    }
+
+    async fn audit_day(&self, day: i64) -> Result<Vec<AuditEntry>> {
+        self.scan(&audit_pk(day), "")
     }
 
     async fn conversation_ids(&self) -> Result<Vec<String>> {

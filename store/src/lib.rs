@@ -139,4 +139,75 @@ pub trait Store: Send + Sync + 'static {
     async fn drop_hot(&self, conversation_id: &str, messages: &[Message]) -> Result<usize>;
     /// Every conversation id (for the cold move's sweep).
     async fn conversation_ids(&self) -> Result<Vec<String>>;
+
+    /// The audit entries of one day (since the epoch, UTC), in order.
+    async fn audit_day(&self, day: i64) -> Result<Vec<AuditEntry>>;
+
+    /// Each conversation's messages on one day.
+    async fn day_stats(&self, day: i64) -> Result<Vec<ConversationDay>>;
+    /// The users active on one day.
+    async fn active_users(&self, day: i64) -> Result<Vec<String>>;
+
+    /// Analytics over the days `from_day..=to_day` (days since the epoch,
+    /// UTC), with the `top` busiest conversations.
+    async fn analytics(&self, from_day: i64, to_day: i64, top: usize) -> Result<Analytics> {
+        let mut figures = Analytics::default();
+        let mut users = std::collections::HashSet::new();
+        let mut conversations: std::collections::HashMap<String, ConversationDay> =
+            Default::default();
+        for day in from_day..=to_day {
+            let active = self.active_users(day).await?;
+            let mut messages = std::collections::BTreeMap::new();
+            for c in self.day_stats(day).await? {
+                *messages.entry(c.kind.clone()).or_insert(0) += c.messages;
+                conversations
+                    .entry(c.conversation_id.clone())
+                    .and_modify(|t| t.messages += c.messages)
+                    .or_insert(c);
+            }
+            figures.days.push(DayFigures {
+                day,
+                active_users: active.len(),
+                messages,
+            });
+            users.extend(active);
+        }
+        figures.active_users = users.len();
+        let mut busiest: Vec<ConversationDay> = conversations.into_values().collect();
+        busiest.sort_by(|a, b| {
+            b.messages
+                .cmp(&a.messages)
+                .then_with(|| a.conversation_id.cmp(&b.conversation_id))
+        });
+        busiest.truncate(top);
+        figures.top_conversations = busiest;
+        Ok(figures)
+    }
+
+    /// A page of the audit log: the days of `from..=to` one after another,
+    /// filtered by actor and action.
+    async fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        let mut page = AuditPage::default();
+        if query.limit == 0 || query.from > query.to {
+            return Ok(page);
+        }
+        let after = query.after.as_deref().unwrap_or("");
+        for day in apply::audit_day(query.from)..=apply::audit_day(query.to) {
+            for entry in self.audit_day(day).await? {
+                let wanted = (query.from..=query.to).contains(&entry.at)
+                    && entry.cursor().as_str() > after
+                    && query.actor.as_ref().is_none_or(|a| *a == entry.actor)
+                    && query.action.as_ref().is_none_or(|a| *a == entry.action);
+                if !wanted {
+                    continue;
+                }
+                if page.entries.len() == query.limit {
+                    page.next = page.entries.last().map(AuditEntry::cursor);
+                    return Ok(page);
+                }
+                page.entries.push(entry);
+            }
+        }
+        Ok(page)
+    }
 }

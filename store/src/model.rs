@@ -21,6 +21,77 @@ pub struct Conversation {
     pub pinned: Vec<i64>,
 }
 
+/// `AUDIT#<day>` / `<at>#<seq>#<conversation>`: one administrative action
+/// (`GET /v1/admin/audit`). `day` counts days since the Unix epoch (UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Server time of the event, ms since the epoch.
+    pub at: i64,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    /// The actor was not a member: a global admin acted.
+    pub global_admin: bool,
+}
+
+impl AuditEntry {
+    /// Where the entry sorts: by time, then by its place in the log.
+    pub fn cursor(&self) -> String {
+        crate::apply::audit_sk(self.at, self.seq, &self.conversation_id)
+    }
+}
+
+/// A query of the audit log: entries at `from`..=`to` (ms), optionally of
+/// one actor and one action, after the entry with `after` as its cursor.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub from: i64,
+    pub to: i64,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// A page of the audit log, oldest first; `next` is the cursor of the last
+/// entry when more follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next: Option<String>,
+}
+
+/// `DAYSTAT#<day>` / `<conversation>`: one conversation's messages on one
+/// day (only that conversation's events write it, in log order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationDay {
+    pub conversation_id: String,
+    pub kind: String,
+    pub messages: u64,
+}
+
+/// The figures of `GET /v1/admin/analytics` for a range of days.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Analytics {
+    /// Per day (since the epoch, UTC): users active that day and messages
+    /// per conversation kind.
+    pub days: Vec<DayFigures>,
+    /// Distinct users active on any day of the range.
+    pub active_users: usize,
+    /// The conversations with the most messages in the range, most first.
+    pub top_conversations: Vec<ConversationDay>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DayFigures {
+    pub day: i64,
+    pub active_users: usize,
+    pub messages: BTreeMap<String, u64>,
+}
+
 /// `CONV#<id>` / `MEMBER#<user>`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -192,6 +263,17 @@ pub enum Mutation {
     RemoveDevice {
         user_id: String,
         device_id: String,
+    },
+    /// An entry in the audit log for an administrative event. Applied
+    /// before the event's other mutations, so that it sees the state the
+    /// action was taken in: whether the actor was a member (else a global
+    /// admin acted), and whose message a delete removed (a sender deleting
+    /// their own message is not an administrative action).
+    Audit {
+        actor: String,
+        action: String,
+        target: Option<String>,
+        detail: Option<String>,
     },
     /// Puts an archived message back in the hot store (when absent) so
     /// that the mutations after it in the same event can change it;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use crate::cold::{self, segment_for};
 use crate::{
-    ColdIndex, ColdSegment, Conversation, Device, EventWrite, Member, Message, MessagePage,
-    Mutation, Page, Result, Store, StoreError, UserConversation,
+    AuditEntry, ColdIndex, ColdSegment, Conversation, ConversationDay, Device, EventWrite, Member,
+    Message, MessagePage, Mutation, Page, Result, Store, StoreError, UserConversation,
 };
 
 /// Segments kept in memory after a read (a scroll-back reads one bucket
@@ -342,6 +342,18 @@ impl Store for Tiered {
 
     async fn drop_hot(&self, conversation_id: &str, messages: &[Message]) -> Result<usize> {
         self.hot.drop_hot(conversation_id, messages).await
+    }
+
+    async fn day_stats(&self, day: i64) -> Result<Vec<ConversationDay>> {
+        self.hot.day_stats(day).await
+    }
+
+    async fn active_users(&self, day: i64) -> Result<Vec<String>> {
+        self.hot.active_users(day).await
+    }
+
+    async fn audit_day(&self, day: i64) -> Result<Vec<AuditEntry>> {
+        self.hot.audit_day(day).await
     }
 
     async fn conversation_ids(&self) -> Result<Vec<String>> {

@@ -524,8 +524,16 @@ pub async fn online(cf: &Chatflow, token: &str, device: &str) -> Ws {
 
 /// A fresh chatflow and an API client per user.
 pub async fn start<const N: usize>(users: [&str; N]) -> (tempfile::TempDir, Chatflow, [Api; N]) {
+    start_args(users, &[]).await
+}
+
+/// [`start`] with more arguments for `chatflow serve`.
+pub async fn start_args<const N: usize>(
+    users: [&str; N],
+    extra: &[&str],
+) -> (tempfile::TempDir, Chatflow, [Api; N]) {
     let dir = tempfile::tempdir().unwrap();
-    let cf = Chatflow::start(&dir.path().join("data")).await;
+    let cf = Chatflow::start_with(&dir.path().join("data"), extra).await;
     let mut apis = Vec::new();
     for user in users {
         apis.push(Api::new(&cf, &cf.token(user).await));

@@ -30,7 +30,7 @@ pub struct SearchParams {
     offset: Option<usize>,
 }
 
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(value) = value else { return Ok(None) };
     if let Ok(millis) = value.parse::<i64>() {
         return Ok(Some(millis));
