@@ -116,7 +116,7 @@ async fn until_stored(api: &Api, cid: &str) {
 
 /// Sends until the other side receives one live, proving both presences
 /// reached the router; returns that event.
-async fn until_live(from: &mut Ws, to: &mut Ws, cid: &str, tag: &str) -> Value {
+async fn until_live(from: &mut Ws, to: &mut Ws, cid: &str, tag: &str, logs: &Path) -> Value {
     for i in 0..50 {
         from.send(json!({"type": "send", "conversation_id": cid, "client_msg_id": format!("{tag}{i}"), "body": tag})).await;
         from.until("ack").await;
@@ -133,7 +133,30 @@ async fn until_live(from: &mut Ws, to: &mut Ws, cid: &str, tag: &str) -> Value {
             return e;
         }
     }
-    panic!("{tag}: no live delivery across nodes");
+    panic!("{tag}: no live delivery across nodes\n{}", log_tails(logs));
+}
+
+/// The last lines of each process's log, for a failure's message (the
+/// logs go with the test's directory).
+fn log_tails(logs: &Path) -> String {
+    let mut out = String::new();
+    let mut names: Vec<_> = std::fs::read_dir(logs)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    for path in names
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+    {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("--- {}\n", path.display()));
+        for line in &lines[lines.len().saturating_sub(25)..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,9 +269,9 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
     let mut alice = connect(n1, ta.clone(), "a-main").await;
     let mut bob = connect(n2, tb.clone(), "b-main").await;
     // Both ways across nodes.
-    let e = until_live(&mut alice, &mut bob, &cid, "hello-bob").await;
+    let e = until_live(&mut alice, &mut bob, &cid, "hello-bob", logs).await;
     assert_eq!(e["actor_id"], "alice");
-    let e = until_live(&mut bob, &mut alice, &cid, "hello-alice").await;
+    let e = until_live(&mut bob, &mut alice, &cid, "hello-alice", logs).await;
     assert_eq!(e["actor_id"], "bob");
 
     // A stream of 2000 from node 1, with bob on node 2 recording every
