@@ -160,7 +160,6 @@ async fn days(
     rebuilt: &dyn Store,
     ids: &BTreeSet<String>,
 ) -> anyhow::Result<Vec<String>> {
-    const DAY_MS: i64 = 86_400_000;
     let mut first = schemas::now_millis();
     for cid in ids {
         if let Some(c) = live.conversation(cid).await? {
@@ -168,7 +167,7 @@ async fn days(
         }
     }
     let mut differences = Vec::new();
-    for day in first.div_euclid(DAY_MS)..=schemas::now_millis().div_euclid(DAY_MS) {
+    for day in store::day_of(first)..=store::day_of(schemas::now_millis()) {
         let audit = (live.audit_day(day).await?, rebuilt.audit_day(day).await?);
         let mut stats = (live.day_stats(day).await?, rebuilt.day_stats(day).await?);
         stats

@@ -55,11 +55,11 @@ impl Stage for Persister {
 /// deleted or pinned (the store leaves out a sender deleting their own),
 /// a device removed. Joining and leaving are not administrative.
 pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
-    let entry = |action: &str, target: String, detail: Option<String>| {
+    let entry = |target: Option<String>, detail: Option<String>| {
         Some(Mutation::Audit {
             actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: Some(target),
+            action: payload.kind().to_owned(),
+            target,
             detail,
         })
     };
@@ -69,29 +69,19 @@ pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
                 .into_iter()
                 .filter_map(|(field, value)| value.as_ref().map(|_| field))
                 .collect();
-            Some(Mutation::Audit {
-                actor: actor.to_owned(),
-                action: payload.kind().to_owned(),
-                target: None,
-                detail: Some(changed.join(",")),
-            })
+            entry(None, Some(changed.join(",")))
         }
         Payload::MemberAdded(p) if p.user_id != actor => {
-            entry(payload.kind(), p.user_id.clone(), Some(p.role.clone()))
+            entry(Some(p.user_id.clone()), Some(p.role.clone()))
         }
-        Payload::MemberRemoved(p) if p.user_id != actor => {
-            entry(payload.kind(), p.user_id.clone(), None)
-        }
-        Payload::MemberRoleChanged(p) => {
-            entry(payload.kind(), p.user_id.clone(), Some(p.role.clone()))
-        }
-        Payload::MessageDeleted(p) => entry(payload.kind(), p.seq.to_string(), None),
+        Payload::MemberRemoved(p) if p.user_id != actor => entry(Some(p.user_id.clone()), None),
+        Payload::MemberRoleChanged(p) => entry(Some(p.user_id.clone()), Some(p.role.clone())),
+        Payload::MessageDeleted(p) => entry(Some(p.seq.to_string()), None),
         Payload::MessagePinned(p) => entry(
-            payload.kind(),
-            p.seq.to_string(),
+            Some(p.seq.to_string()),
             Some(if p.pinned { "pinned" } else { "unpinned" }.to_owned()),
         ),
-        Payload::DeviceRemoved(p) => entry(payload.kind(), p.device_id.clone(), None),
+        Payload::DeviceRemoved(p) => entry(Some(p.device_id.clone()), None),
         _ => None,
     }
 }

@@ -107,14 +107,13 @@ async fn analytics_gauges(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    const DAY_MS: i64 = 86_400_000;
     let mut ticks = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
-        let today = schemas::now_millis().div_euclid(DAY_MS);
+        let today = store::day_of(schemas::now_millis());
         match store.analytics(today - 29, today, 0).await {
             Ok(figures) => {
                 metrics::gauge!("chatflow_active_users", "window" => "30d")

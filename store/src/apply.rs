@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     AuditEntry, ColdIndex, Conversation, ConversationDay, Device, EventWrite, Member, Message,
-    Mutation, Result, StoreError, UserConversation,
+    Mutation, Result, StoreError, UserConversation, day_of,
 };
 
 pub(crate) fn conv_pk(conversation_id: &str) -> String {
@@ -36,11 +36,6 @@ pub(crate) fn push_sk(device_id: &str, conversation_id: &str) -> String {
 }
 pub(crate) fn device_sk(device_id: &str) -> String {
     format!("DEVICE#{device_id}")
-}
-const DAY_MS: i64 = 86_400_000;
-/// The day (since the epoch, UTC) of a time in ms.
-pub(crate) fn audit_day(at: i64) -> i64 {
-    at.div_euclid(DAY_MS)
 }
 pub(crate) fn audit_pk(day: i64) -> String {
     format!("AUDIT#{day:08}")
@@ -321,7 +316,7 @@ async fn apply_mutation(
 /// One more message of the conversation on the event's day (analytics).
 async fn count_message(items: &mut impl Items, write: &EventWrite, kind: &str) -> Result<()> {
     let (pk, sk) = (
-        day_stat_pk(audit_day(write.at)),
+        day_stat_pk(day_of(write.at)),
         write.conversation_id.as_str(),
     );
     let mut day = items
@@ -339,7 +334,7 @@ async fn count_message(items: &mut impl Items, write: &EventWrite, kind: &str) -
 /// The user acted on the event's day (posted, read, reacted): analytics'
 /// active users. Written once per user and day.
 async fn mark_active(items: &mut impl Items, write: &EventWrite, user_id: &str) -> Result<()> {
-    let pk = active_pk(audit_day(write.at));
+    let pk = active_pk(day_of(write.at));
     if items.get_raw(&pk, user_id).await?.is_none() {
         items.put(&pk, user_id, &user_id)?;
     }
@@ -375,7 +370,7 @@ async fn audit(
         global_admin,
     };
     items.put(
-        &audit_pk(audit_day(write.at)),
+        &audit_pk(day_of(write.at)),
         &audit_sk(write.at, write.seq, &write.conversation_id),
         &entry,
     )

@@ -44,6 +44,15 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The day (since the epoch, UTC) of a time in ms: what the audit log and
+/// the analytics are kept and asked by.
+pub fn day_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(DAY_MS)
+}
+
 /// Opens a backend by URL: `fjall://<dir>`, or (with the `dynamodb`
 /// feature) `dynamodb://<table>[?endpoint=…]`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
@@ -192,7 +201,7 @@ pub trait Store: Send + Sync + 'static {
             return Ok(page);
         }
         let after = query.after.as_deref().unwrap_or("");
-        for day in apply::audit_day(query.from)..=apply::audit_day(query.to) {
+        for day in day_of(query.from)..=day_of(query.to) {
             for entry in self.audit_day(day).await? {
                 let wanted = (query.from..=query.to).contains(&entry.at)
                     && entry.cursor().as_str() > after

@@ -14,9 +14,9 @@ use crate::error::ApiError;
 use crate::validate;
 use crate::wire::{AnalyticsDay, AnalyticsReport, AuditEntry, AuditPage, TopConversation, rfc3339};
 use schemas::now_millis;
+use store::DAY_MS;
 
 const MAX_LIMIT: usize = 200;
-const DAY_MS: i64 = 86_400_000;
 /// The widest range one query reads (one store read per day).
 const MAX_DAYS: i64 = 366;
 /// The range when `from` is not given.
@@ -149,7 +149,7 @@ pub async fn analytics(
 ) -> Result<Json<AnalyticsReport>, ApiError> {
     require_admin(&user, "analytics")?;
     let (from, to) = range(p.from.as_deref(), p.to.as_deref())?;
-    let (first, last) = (from.div_euclid(DAY_MS), to.div_euclid(DAY_MS));
+    let (first, last) = (store::day_of(from), store::day_of(to));
     let figures = gw.store.analytics(first, last, TOP).await?;
     let date = |day: i64| rfc3339(day * DAY_MS)[..10].to_owned();
     Ok(Json(AnalyticsReport {
