@@ -12,6 +12,7 @@ use crate::{Archive, ArchiveError, ObjectInfo};
 pub async fn run(archive: Arc<dyn Archive>) {
     round_trip_and_replace(&*archive).await;
     missing_objects(&*archive).await;
+    sizes(&*archive).await;
     listing_by_prefix(&*archive).await;
     bad_keys_are_refused(&*archive).await;
     large_and_concurrent(archive).await;
@@ -45,6 +46,23 @@ async fn missing_objects(a: &dyn Archive) {
     a.delete("gone").await.unwrap();
     assert_eq!(a.get("gone").await.unwrap(), None);
     a.delete("gone").await.unwrap();
+}
+
+async fn sizes(a: &dyn Archive) {
+    assert_eq!(a.head("never/written").await.unwrap(), None);
+    a.put("sized/object", Bytes::from(vec![7u8; 1234]))
+        .await
+        .unwrap();
+    assert_eq!(a.head("sized/object").await.unwrap(), Some(1234));
+    a.put("sized/empty", Bytes::new()).await.unwrap();
+    assert_eq!(a.head("sized/empty").await.unwrap(), Some(0));
+    assert!(matches!(
+        a.head("../etc/passwd").await,
+        Err(ArchiveError::InvalidKey(_))
+    ));
+    a.delete("sized/object").await.unwrap();
+    a.delete("sized/empty").await.unwrap();
+    assert_eq!(a.head("sized/object").await.unwrap(), None);
 }
 
 async fn listing_by_prefix(a: &dyn Archive) {

@@ -177,6 +177,17 @@ impl Archive for FileArchive {
         .await
     }
 
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key)?;
+        Self::blocking(move || match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path, e)),
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         Self::blocking(move || match std::fs::remove_file(&path) {

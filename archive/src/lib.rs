@@ -13,6 +13,7 @@ pub mod segment;
 pub mod conformance;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -65,6 +66,38 @@ pub trait Archive: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Removes the object; removing one that is not there is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// The object's size in bytes, or `None` if there is none.
+    async fn head(&self, key: &str) -> Result<Option<u64>>;
+    /// A URL a client can `PUT` the object's bytes to, with this
+    /// `Content-Type`, until `expires_in` has passed; `None` when the
+    /// backend has no URLs of its own (the gateway then takes the bytes
+    /// itself).
+    async fn presign_put(
+        &self,
+        _key: &str,
+        _content_type: &str,
+        _expires_in: Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// A URL a client can `GET` the object from until `expires_in` has
+    /// passed, answered with these `Content-Type` and
+    /// `Content-Disposition`; `None` as for [`Archive::presign_put`].
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _download: &Download,
+        _expires_in: Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// How a presigned download is answered.
+#[derive(Clone, Debug)]
+pub struct Download {
+    pub content_type: String,
+    pub content_disposition: String,
 }
 
 /// The backend a URL names: `file://<dir>` (relative to the working

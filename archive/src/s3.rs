@@ -11,7 +11,11 @@ use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use crate::{Archive, ArchiveError, ObjectInfo, Result, check_key, check_prefix};
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+
+use crate::{Archive, ArchiveError, Download, ObjectInfo, Result, check_key, check_prefix};
 
 pub struct S3Archive {
     client: Client,
@@ -173,6 +177,61 @@ impl Archive for S3Archive {
         Ok(out)
     }
 
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        let key = self.object_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(classify("head", e)),
+        }
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>> {
+        let key = self.object_key(key)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| classify("presign put", e))?;
+        Ok(Some(request.uri().to_owned()))
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        download: &Download,
+        expires_in: Duration,
+    ) -> Result<Option<String>> {
+        let key = self.object_key(key)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .response_content_type(&download.content_type)
+            .response_content_disposition(&download.content_disposition)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| classify("presign get", e))?;
+        Ok(Some(request.uri().to_owned()))
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let key = self.object_key(key)?;
         self.client
@@ -184,4 +243,9 @@ impl Archive for S3Archive {
             .map_err(|e| classify("delete", e))?;
         Ok(())
     }
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
+    PresigningConfig::expires_in(expires_in)
+        .map_err(|e| ArchiveError::Config(format!("presigned URL lifetime: {e}")))
 }

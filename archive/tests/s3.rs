@@ -78,3 +78,62 @@ async fn a_bad_signature_is_refused_for_good() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn presigned_urls_put_and_get_without_credentials() {
+    let server = s3s_fs("local");
+    let archive = archive::open(&url(&server)).await.expect("connect");
+    let ttl = Duration::from_secs(300);
+    let put = archive
+        .presign_put("uploads/u1/data", "image/png", ttl)
+        .await
+        .unwrap()
+        .expect("S3 presigns");
+    let http = reqwest::Client::new();
+    let bytes = vec![0x89u8; 3000];
+    let response = http
+        .put(&put)
+        .header("content-type", "image/png")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(archive.head("uploads/u1/data").await.unwrap(), Some(3000));
+
+    // The signature covers the key: another key with it is refused.
+    let forged = put.replace("uploads/u1/data", "uploads/u2/data");
+    let response = http.put(&forged).body("x").send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(archive.head("uploads/u2/data").await.unwrap(), None);
+
+    let download = archive::Download {
+        content_type: "image/png".into(),
+        content_disposition: "inline; filename=\"cat.png\"".into(),
+    };
+    let get = archive
+        .presign_get("uploads/u1/data", &download, ttl)
+        .await
+        .unwrap()
+        .expect("S3 presigns");
+    let response = http.get(&get).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    let response = http
+        .get(get.replace("uploads/u1/data", "uploads/u2/data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_directory_archive_has_no_urls_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = archive::open(&format!("file://{}", dir.path().display()))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    assert_eq!(archive.presign_put("k", "text/plain", ttl).await.unwrap(), None);
+}

@@ -68,6 +68,7 @@ mod tests {
                 reply_to: None,
                 mentions: Vec::new(),
                 silent: false,
+                attachments: Vec::new(),
             }),
         }
     }

@@ -71,6 +71,7 @@ async fn write_v1_conversation(kafka: std::net::SocketAddr, cid: &str) {
             reply_to: None,
             mentions: vec![],
             silent: false,
+            attachments: Vec::new(),
         }),
     ))
     .await;

@@ -179,6 +179,7 @@ pub async fn run(args: KafkaArgs) -> anyhow::Result<Value> {
         let len = rng.message_len(args.max_body);
         let payload = Payload::MessagePosted(MessagePosted {
             silent: false,
+            attachments: Vec::new(),
             message_id: format!("{}m{i}", args.prefix),
             client_msg_id: format!("{}c{i}", args.prefix),
             body: text(&mut rng, len),

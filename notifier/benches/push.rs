@@ -85,6 +85,7 @@ async fn setup(store: &dyn Store) -> Vec<Record> {
                 body: "hello".into(),
                 reply_to: None,
                 mentions: vec![],
+                attachments: Vec::new(),
             }],
         });
         let event = ChatEvent {
@@ -97,6 +98,7 @@ async fn setup(store: &dyn Store) -> Vec<Record> {
             },
             payload: Payload::MessagePosted(MessagePosted {
                 silent: false,
+                attachments: Vec::new(),
                 message_id: format!("m{seq}"),
                 client_msg_id: format!("c{seq}"),
                 body: "hello".into(),

@@ -47,6 +47,7 @@ fn posted_as(conversation: &str, seq: i64, silent: bool) -> (EventWrite, Record)
             body: "hi".into(),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         }],
     };
     let event = ChatEvent {
@@ -59,6 +60,7 @@ fn posted_as(conversation: &str, seq: i64, silent: bool) -> (EventWrite, Record)
         },
         payload: Payload::MessagePosted(MessagePosted {
             silent,
+            attachments: Vec::new(),
             message_id: format!("m{seq}"),
             client_msg_id: format!("c{seq}"),
             body: "hi".into(),

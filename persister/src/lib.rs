@@ -118,6 +118,7 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             body: p.body,
             reply_to: p.reply_to,
             mentions: p.mentions,
+            attachments: p.attachments,
         },
         Payload::MessageEdited(p) => Mutation::EditMessage {
             seq: p.seq,

@@ -53,6 +53,7 @@ async fn writes_each_event_once_and_rejects_what_does_not_decode() {
     let posted = codec
         .encode(&event(Payload::MessagePosted(MessagePosted {
             silent: false,
+            attachments: Vec::new(),
             message_id: "m".into(),
             client_msg_id: "x".into(),
             body: "hi".into(),

@@ -47,6 +47,7 @@ fn every_payload() -> Vec<Payload> {
         }),
         Payload::MessagePosted(MessagePosted {
             silent: false,
+            attachments: Vec::new(),
             message_id: "01J0000000000000000000000B".into(),
             client_msg_id: "m-1".into(),
             body: "héllo 世界 👋".into(),
@@ -55,6 +56,22 @@ fn every_payload() -> Vec<Payload> {
         }),
         Payload::MessagePosted(MessagePosted {
             silent: true,
+            attachments: vec![
+                Attachment {
+                    id: "01J0000000000000000000000U".into(),
+                    name: "über plan.pdf".into(),
+                    content_type: "application/pdf".into(),
+                    size: 48_213,
+                    thumbnail: None,
+                },
+                Attachment {
+                    id: "01J0000000000000000000000V".into(),
+                    name: "cat.png".into(),
+                    content_type: "image/png".into(),
+                    size: 1_048_576,
+                    thumbnail: Some("iVBORw0KGgo=".into()),
+                },
+            ],
             message_id: "01J0000000000000000000000C".into(),
             client_msg_id: "m-2".into(),
             body: String::new(),
@@ -107,7 +124,7 @@ fn every_payload_round_trips() {
     for payload in payloads {
         let original = event(payload);
         let bytes = codec.encode(&original).unwrap();
-        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 5], "Confluent header, v2 id");
+        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 6], "Confluent header, v3 id");
         let decoded: ChatEvent = codec.decode(&bytes).unwrap();
         assert_eq!(decoded, original);
     }
@@ -170,7 +187,7 @@ fn bad_bytes_are_errors_not_panics() {
     assert!(matches!(
         codec.decode::<ChatEvent>(&[0, 0, 0, 0, 2, 2]),
         Err(CodecError::WrongSchema {
-            expected: 5,
+            expected: 6,
             found: 2
         })
     ));
@@ -200,7 +217,7 @@ fn written_by_v1(event: &ChatEvent) -> Vec<u8> {
         && let Some((_, Value::Union(_, payload))) = fields.iter_mut().find(|(n, _)| n == "payload")
         && let Value::Record(inner) = payload.as_mut()
     {
-        inner.retain(|(name, _)| name != "silent");
+        inner.retain(|(name, _)| name != "silent" && name != "attachments");
     }
     let mut out = vec![0, 0, 0, 0, 1];
     let writer = GenericDatumWriter::builder(&schema).build().unwrap();
@@ -218,6 +235,7 @@ fn records_written_with_v1_decode_into_v2_with_their_branch_and_defaults() {
         let mut expected = event(payload);
         if let Payload::MessagePosted(p) = &mut expected.payload {
             p.silent = false;
+            p.attachments.clear();
         }
         let bytes = written_by_v1(&expected);
         assert_eq!(
@@ -274,7 +292,7 @@ fn every_version_reads_every_earlier_one() {
             }
         }
     }
-    assert_eq!(SchemaId::ChatEvent.current().number, 2);
+    assert_eq!(SchemaId::ChatEvent.current().number, 3);
 }
 
 /// Every record chatflow writes, framed: the seeds the fuzzer mutates.

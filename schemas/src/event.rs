@@ -114,6 +114,24 @@ pub struct MessagePosted {
     /// No push notification for it (v2; false in records written before).
     #[serde(default)]
     pub silent: bool,
+    /// The files sent with it (v3; none in records written before).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file uploaded with `POST /v1/uploads` that a message references (v3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The upload's id.
+    pub id: String,
+    /// The file name the sender gave.
+    pub name: String,
+    pub content_type: String,
+    /// Bytes, as stored.
+    pub size: i64,
+    /// A small preview of an image, base64.
+    #[serde(default)]
+    pub thumbnail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

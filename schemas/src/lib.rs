@@ -12,7 +12,7 @@ mod versions;
 
 pub use codec::{Codec, CodecError, Record};
 pub use event::{
-    Actor, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
+    Actor, Attachment, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
     DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted, MemberRemoved,
     MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned, MessagePosted,
     Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,

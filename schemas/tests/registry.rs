@@ -29,7 +29,7 @@ async fn serves_every_compiled_in_schema_by_id() {
         // And it parses as Avro.
         apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap();
     }
-    assert_eq!(SchemaId::ChatEvent.id(), 5);
+    assert_eq!(SchemaId::ChatEvent.id(), 6);
     let (status, body) = get("/schemas/ids/99").await;
     assert_eq!(
         (status, body["error_code"].as_u64()),
@@ -52,11 +52,11 @@ async fn serves_subjects_under_the_topic_name_strategy() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (v["id"].as_u64(), v["version"].as_u64()),
-        (Some(5), Some(2))
+        (Some(6), Some(3))
     );
     // Every earlier version stays readable, by version and by id.
     let (_, v) = get("/subjects/chat.events-value/versions").await;
-    assert_eq!(v, serde_json::json!([1, 2]));
+    assert_eq!(v, serde_json::json!([1, 2, 3]));
     let (_, v) = get("/subjects/chat.events-value/versions/1").await;
     assert_eq!(v["id"].as_u64(), Some(1));
     let (status, v) = get("/schemas/ids/1").await;
@@ -64,7 +64,7 @@ async fn serves_subjects_under_the_topic_name_strategy() {
     assert!(!v["schema"].as_str().unwrap().contains("MessagePinned"));
     let (_, v) = get("/subjects/chat.inbox.node-7-value/versions/1").await;
     assert_eq!(v["id"].as_u64(), Some(u64::from(SchemaId::Delivery.id())));
-    let (status, v) = get("/subjects/chat.events-value/versions/3").await;
+    let (status, v) = get("/subjects/chat.events-value/versions/4").await;
     assert_eq!(
         (status, v["error_code"].as_u64()),
         (StatusCode::NOT_FOUND, Some(40402))

@@ -39,6 +39,7 @@ fn workload() -> Vec<Vec<EventWrite>> {
             body: "a message of a typical length, about eighty bytes of text in all........".into(),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         }],
     }));
     events.chunks(BATCH).map(<[EventWrite]>::to_vec).collect()

@@ -98,6 +98,7 @@ async fn main() {
             body: "a message of a typical length, about eighty bytes of text in all........".into(),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         }],
     }));
     for chunk in events.chunks(1_000) {

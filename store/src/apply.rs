@@ -173,6 +173,7 @@ async fn apply_mutation(
             body,
             reply_to,
             mentions,
+            attachments,
         } => {
             let client_key = client_sk(sender_id, client_msg_id);
             if items.get::<i64>(&pk, &client_key).await?.is_some() {
@@ -191,6 +192,7 @@ async fn apply_mutation(
                 deleted: false,
                 reply_to: *reply_to,
                 mentions: mentions.clone(),
+                attachments: attachments.clone(),
                 reactions: Default::default(),
                 pinned_by: None,
                 pinned_at: None,
@@ -225,6 +227,7 @@ async fn apply_mutation(
                 m.body = None;
                 m.reactions.clear();
                 m.mentions.clear();
+                m.attachments.clear();
                 m.pinned_by = None;
                 m.pinned_at = None;
             })

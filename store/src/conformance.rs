@@ -41,6 +41,7 @@ fn post(cid: &str, seq: i64, sender: &str, client_msg_id: &str) -> EventWrite {
             body: format!("body {seq}"),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         },
     )
 }

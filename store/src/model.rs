@@ -117,6 +117,9 @@ pub struct Message {
     pub deleted: bool,
     pub reply_to: Option<i64>,
     pub mentions: Vec<String>,
+    /// The files sent with it (none once deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<schemas::Attachment>,
     /// emoji → users, in the order they reacted.
     pub reactions: BTreeMap<String, Vec<String>>,
     /// Who pinned the message for the conversation, and when.
@@ -215,6 +218,7 @@ pub enum Mutation {
         body: String,
         reply_to: Option<i64>,
         mentions: Vec<String>,
+        attachments: Vec<schemas::Attachment>,
     },
     EditMessage {
         seq: i64,

@@ -44,6 +44,7 @@ fn post(seq: i64) -> EventWrite {
             body: format!("message {seq}"),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         },
     )
 }

@@ -40,6 +40,7 @@ async fn fjall_keeps_applied_events_across_a_reopen() {
                         body: "kept".into(),
                         reply_to: None,
                         mentions: vec![],
+                        attachments: Vec::new(),
                     }],
                 },
             ])

@@ -28,6 +28,7 @@ fn post(cid: &str, seq: i64, when: i64, sender: &str) -> EventWrite {
             body: "hi".into(),
             reply_to: None,
             mentions: vec![],
+            attachments: Vec::new(),
         },
     )
 }
@@ -61,6 +62,7 @@ pub async fn analytics(store: &dyn Store) {
                 body: "hi".into(),
                 reply_to: None,
                 mentions: vec![],
+                attachments: Vec::new(),
             },
         ),
         // The next day: cy reads, ann posts twice in the group.
