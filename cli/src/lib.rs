@@ -153,6 +153,16 @@ pub struct GatewayArgs {
     pub rate: f64,
     #[arg(long, env = "CHATFLOW_RATE_BURST", default_value_t = 50.0)]
     pub rate_burst: f64,
+    /// The largest attachment taken, in bytes.
+    #[arg(long, env = "CHATFLOW_UPLOAD_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub upload_max_bytes: u64,
+    /// A message may reference an upload this many seconds after it was
+    /// announced; one no message references is removed a 24th of that later.
+    #[arg(long, env = "CHATFLOW_UPLOAD_TTL_SECS", default_value_t = 24 * 3600)]
+    pub upload_ttl_secs: u64,
+    /// How often the gateway looks for uploads to remove, in seconds.
+    #[arg(long, env = "CHATFLOW_UPLOAD_SWEEP_SECS", default_value_t = 3600)]
+    pub upload_sweep_secs: u64,
 }
 
 impl FetchArgs {
@@ -185,6 +195,9 @@ impl GatewayArgs {
         }
         if self.rate <= 0.0 || self.rate_burst < 1.0 {
             bail!("--rate must be positive and --rate-burst at least 1");
+        }
+        if self.upload_max_bytes == 0 || self.upload_ttl_secs == 0 || self.upload_sweep_secs == 0 {
+            bail!("--upload-max-bytes, --upload-ttl-secs and --upload-sweep-secs must be at least 1");
         }
         Ok(())
     }

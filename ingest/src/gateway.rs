@@ -124,6 +124,8 @@ pub struct Gateway {
     pub codec: Codec,
     /// Where `GET /v1/search` looks; none on a node without search.
     pub search: Option<Arc<dyn search::SearchIndex>>,
+    /// Attachments' files; none on a node without object storage.
+    pub uploads: Option<Arc<crate::uploads::Uploads>>,
     /// Who is online, for `GET /v1/users/{uid}/presence`.
     pub presence: Option<chat::presence::PresenceView>,
     pub(crate) typing_throttle: crate::rate::TypingThrottle,
@@ -157,6 +159,7 @@ impl Gateway {
             hub: Arc::default(),
             codec: Codec::new(),
             search: None,
+            uploads: None,
             presence: None,
             typing_throttle: Default::default(),
             draining: CancellationToken::new(),
@@ -172,6 +175,11 @@ impl Gateway {
 
     pub fn with_search(mut self, index: Arc<dyn search::SearchIndex>) -> Self {
         self.search = Some(index);
+        self
+    }
+
+    pub fn with_uploads(mut self, uploads: Arc<crate::uploads::Uploads>) -> Self {
+        self.uploads = Some(uploads);
         self
     }
 

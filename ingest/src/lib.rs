@@ -13,6 +13,7 @@ mod rate;
 mod sends;
 mod server;
 mod service;
+pub mod uploads;
 mod validate;
 mod wire;
 mod ws;
@@ -90,6 +91,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/v1/conversations/{cid}/members/{uid}",
             delete(api::conversations::remove_member),
+        )
+        .route("/v1/uploads", post(api::uploads::announce))
+        .route(
+            "/v1/uploads/{id}/data",
+            // The body is read with the upload's own limit.
+            put(api::uploads::put_data)
+                .layer(DefaultBodyLimit::disable())
+                .get(api::uploads::get_data),
+        )
+        .route(
+            "/v1/conversations/{cid}/messages/{seq}/attachments/{id}",
+            get(api::uploads::link),
         )
         .route("/v1/search", get(api::search::search))
         .route("/v1/admin/audit", get(api::admin::audit))

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::uploads::{UploadConfig, Uploads};
 use crate::{Gateway, GatewayConfig, Limits};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -73,14 +74,24 @@ impl cli::Service for Service {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Running> {
         let Service { args, listener } = *self;
+        let secret = cli::secret(&args.auth, node.data_dir(), true)?;
         let auth = match &args.auth.jwt_public_key {
             Some(path) => {
                 let pem =
                     std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
                 Auth::rs256(&pem)?
             }
-            None => Auth::hs256(&cli::secret(&args.auth, node.data_dir(), true)?),
+            None => Auth::hs256(&secret),
         };
+        let uploads = Arc::new(Uploads::new(
+            node.archive().await?,
+            &secret,
+            UploadConfig {
+                max_bytes: args.gateway.upload_max_bytes,
+                ttl: Duration::from_secs(args.gateway.upload_ttl_secs),
+                ..UploadConfig::default()
+            },
+        ));
         let limits = Limits {
             rate_per_sec: args.gateway.rate,
             rate_burst: args.gateway.rate_burst,
@@ -95,6 +106,7 @@ impl cli::Service for Service {
         let presence = node.presence().await?;
         let mut gateway = Gateway::new(config, auth, node.store().await?, node.producer().await?)
             .with_presence(presence.clone())
+            .with_uploads(uploads.clone())
             .with_readiness(Arc::new(node.readiness()));
         if let Some(index) = node.search().await? {
             gateway = gateway.with_search(index);
@@ -129,11 +141,17 @@ impl cli::Service for Service {
             gateway.clone(),
             heartbeat.clone(),
         ));
+        let sweeping = tokio::spawn(crate::uploads::sweeper(
+            uploads,
+            Duration::from_secs(args.gateway.upload_sweep_secs),
+            heartbeat.clone(),
+        ));
         let metrics = cli::metrics_route(node.metrics.clone());
         Ok(Box::pin(async move {
             let served = crate::serve(listener, gateway.clone(), metrics, shutdown, DRAIN).await;
             heartbeat.cancel();
             let _ = beating.await;
+            let _ = sweeping.await;
             // None of this node's devices is online any more.
             if let Err(e) = gateway.publish_node(false).await {
                 tracing::warn!(error = %e.message, "node reset not published");

@@ -27,12 +27,17 @@ pub fn named_id(what: &str, value: &str) -> Result<(), ApiError> {
     })
 }
 
-pub fn body(text: &str, max_bytes: usize) -> Result<(), ApiError> {
+pub fn body_size(text: &str, max_bytes: usize) -> Result<(), ApiError> {
     if text.len() > max_bytes {
         return Err(ApiError::too_large(format!(
             "body is over {max_bytes} bytes"
         )));
     }
+    Ok(())
+}
+
+pub fn body(text: &str, max_bytes: usize) -> Result<(), ApiError> {
+    body_size(text, max_bytes)?;
     if text.trim().is_empty() {
         return Err(ApiError::invalid("empty_body", "body is empty"));
     }

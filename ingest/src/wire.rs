@@ -97,6 +97,7 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
     pub mentions: Vec<String>,
+    pub attachments: Vec<Attachment>,
     /// emoji → the users who reacted with it.
     pub reactions: BTreeMap<String, Vec<String>>,
     /// Who pinned it for the conversation (absent: not pinned).
@@ -120,6 +121,7 @@ impl From<&store::Message> for Message {
             deleted: m.deleted,
             reply_to: m.reply_to,
             mentions: m.mentions.clone(),
+            attachments: m.attachments.iter().map(Attachment::from).collect(),
             reactions: m.reactions.clone(),
             pinned_by: m.pinned_by.clone(),
             pinned_at: m.pinned_at.map(rfc3339),
@@ -166,8 +168,9 @@ pub struct ConversationDetails {
 pub struct PostMessage {
     #[schema(pattern = r"^[A-Za-z0-9._@:+-]{1,128}$")]
     pub client_msg_id: String,
-    /// At most 16 KiB, not blank.
-    #[schema(min_length = 1, max_length = 16384)]
+    /// At most 16 KiB, not blank unless files are attached.
+    #[schema(max_length = 16384)]
+    #[serde(default)]
     pub body: String,
     pub reply_to: Option<i64>,
     #[serde(default)]
@@ -175,6 +178,70 @@ pub struct PostMessage {
     /// Send without a push notification (it still counts as unread).
     #[serde(default)]
     pub silent: bool,
+    /// At most 10 files uploaded with `POST /v1/uploads`.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub attachments: Vec<crate::uploads::AttachmentRef>,
+}
+
+/// A file sent with a message; `GET …/messages/{seq}/attachments/{id}`
+/// gives a link to its bytes.
+#[derive(Serialize, ToSchema)]
+pub struct Attachment {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    /// A small preview of an image, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+}
+
+impl From<&schemas::Attachment> for Attachment {
+    fn from(a: &schemas::Attachment) -> Self {
+        Attachment {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            thumbnail: a.thumbnail.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUpload {
+    /// The file's name, 1 to 255 bytes.
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: String,
+    /// Its media type (images but SVG, audio, video, PDF, text, office
+    /// documents, zip, application/octet-stream).
+    pub content_type: String,
+    /// Its size in bytes: the most the upload takes.
+    #[schema(minimum = 1)]
+    pub size: u64,
+}
+
+/// Where to `PUT` the file's bytes (with `Content-Type` as announced)
+/// before `expires_at`; a relative `upload_url` is on this API's origin.
+#[derive(Serialize, ToSchema)]
+pub struct UploadTicket {
+    pub upload_id: String,
+    pub upload_url: String,
+    pub method: &'static str,
+    pub expires_at: String,
+    pub max_bytes: u64,
+}
+
+/// An attachment and where to download it from until `expires_at`.
+#[derive(Serialize, ToSchema)]
+pub struct AttachmentLink {
+    pub conversation_id: String,
+    pub seq: i64,
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    pub url: String,
+    pub expires_at: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::sends::{Sent, Slot};
+use crate::uploads::{AttachmentRef, MAX_ATTACHMENTS};
 use crate::validate;
 use crate::wire::Ack;
 
@@ -20,6 +21,8 @@ pub struct NewMessage {
     pub mentions: Vec<String>,
     /// No push notification for it.
     pub silent: bool,
+    /// Files uploaded with `POST /v1/uploads`.
+    pub attachments: Vec<AttachmentRef>,
 }
 
 impl Gateway {
@@ -30,7 +33,18 @@ impl Gateway {
         m: NewMessage,
     ) -> Result<Ack, ApiError> {
         validate::named_id("client_msg_id", &m.client_msg_id)?;
-        validate::body(&m.body, self.config.limits.max_body_bytes)?;
+        if m.attachments.is_empty() {
+            validate::body(&m.body, self.config.limits.max_body_bytes)?;
+        } else {
+            // A file may go without a caption.
+            validate::body_size(&m.body, self.config.limits.max_body_bytes)?;
+        }
+        if m.attachments.len() > MAX_ATTACHMENTS {
+            return Err(ApiError::invalid(
+                "invalid_attachment",
+                format!("at most {MAX_ATTACHMENTS} attachments"),
+            ));
+        }
         if m.mentions.len() > 100 {
             return Err(ApiError::invalid(
                 "invalid_mentions",
@@ -42,6 +56,9 @@ impl Gateway {
         }
         self.require_member(&m.conversation_id, user_id).await?;
         self.check_rate(user_id)?;
+        let attachments = self
+            .attach(user_id, &m.conversation_id, &m.attachments)
+            .await?;
         let key = (
             m.conversation_id.clone(),
             user_id.to_owned(),
@@ -53,7 +70,10 @@ impl Gateway {
         // answer with it, and its retry waits for that answer instead of
         // producing the message a second time at another seq.
         let (gw, user_id, device_id) = (self.clone(), user_id.to_owned(), device_id.to_owned());
-        tokio::spawn(async move { gw.answer_send(slot, &user_id, &device_id, m).await })
+        tokio::spawn(async move {
+            gw.answer_send(slot, &user_id, &device_id, m, attachments)
+                .await
+        })
             .await
             .map_err(|e| ApiError::unavailable("the gateway", e))?
     }
@@ -66,6 +86,7 @@ impl Gateway {
         user_id: &str,
         device_id: &str,
         m: NewMessage,
+        attachments: Vec<schemas::Attachment>,
     ) -> Result<Ack, ApiError> {
         let mut sent = slot.lock().await;
         if let Sent::Answered(ack) = &*sent {
@@ -91,6 +112,7 @@ impl Gateway {
                 reply_to: m.reply_to,
                 mentions: m.mentions,
                 silent: m.silent,
+                attachments,
             });
             let (seq, event) = self
                 .publish_at_unknown_seq(&m.conversation_id, actor, payload)
@@ -122,6 +144,35 @@ impl Gateway {
             .await?;
         *sent = Sent::Answered(stored.clone());
         Ok(stored)
+    }
+
+    /// The attachments a send names, checked (see `Uploads::attach`).
+    async fn attach(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        refs: &[AttachmentRef],
+    ) -> Result<Vec<schemas::Attachment>, ApiError> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(uploads) = &self.uploads else {
+            return Err(ApiError::invalid(
+                "invalid_attachment",
+                "this node takes no attachments (no object storage)",
+            ));
+        };
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            if out.iter().any(|a: &schemas::Attachment| a.id == r.upload_id) {
+                return Err(ApiError::invalid(
+                    "invalid_attachment",
+                    format!("upload {} is named twice", r.upload_id),
+                ));
+            }
+            out.push(uploads.attach(user_id, conversation_id, r).await?);
+        }
+        Ok(out)
     }
 
     /// The answer to a send the store holds.

@@ -33,6 +33,7 @@ pub async fn post_message(
         reply_to: req.reply_to,
         mentions: req.mentions,
         silent: req.silent,
+        attachments: req.attachments,
     };
     let ack = gw.send_message(&user.sub, &device, new).await?;
     Ok((StatusCode::CREATED, Json(ack)).into_response())

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod people;
 pub mod search;
+pub mod uploads;
 pub mod web;
 
 use axum::Json;

@@ -39,6 +39,8 @@ use crate::wire::ErrorBody;
         crate::api::messages::mark_read,
         crate::api::messages::receipts,
         crate::api::search::search,
+        crate::api::uploads::announce,
+        crate::api::uploads::link,
         crate::api::admin::audit,
         crate::api::admin::analytics,
         crate::api::people::presence,

@@ -81,12 +81,16 @@ enum ClientFrame {
     Send {
         conversation_id: String,
         client_msg_id: String,
+        /// May be empty when files are attached.
+        #[serde(default)]
         body: String,
         reply_to: Option<i64>,
         #[serde(default)]
         mentions: Vec<String>,
         #[serde(default)]
         silent: bool,
+        #[serde(default)]
+        attachments: Vec<crate::uploads::AttachmentRef>,
     },
     Typing {
         conversation_id: String,
@@ -343,6 +347,7 @@ async fn handle(
             reply_to,
             mentions,
             silent,
+            attachments,
         } => {
             let new = NewMessage {
                 conversation_id,
@@ -351,6 +356,7 @@ async fn handle(
                 reply_to,
                 mentions,
                 silent,
+                attachments,
             };
             let ack = gw
                 .send_message(&claims.sub, &socket.device_id, new)
