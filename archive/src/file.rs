@@ -57,7 +57,15 @@ fn put_durably(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("object");
     let temp = dir.join(format!("{TEMP}{}-{name}", std::process::id()));
-    let mut file = std::fs::File::create(&temp).map_err(|e| io(&temp, e))?;
+    let mut file = match std::fs::File::create(&temp) {
+        // A delete removed the directory as it emptied it: once more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            std::fs::File::create(&temp)
+        }
+        created => created,
+    }
+    .map_err(|e| io(&temp, e))?;
     file.write_all(bytes).map_err(|e| io(&temp, e))?;
     file.sync_all().map_err(|e| io(&temp, e))?;
     std::fs::rename(&temp, path).map_err(|e| io(path, e))?;
@@ -190,11 +198,24 @@ impl Archive for FileArchive {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
-        Self::blocking(move || match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(_) if path.is_dir() => Ok(()),
-            Err(e) => Err(io(&path, e)),
+        let root = self.root.clone();
+        Self::blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if path.is_dir() => return Ok(()),
+                Err(e) => return Err(io(&path, e)),
+            }
+            // Directories it leaves empty go too (an upload's, a
+            // conversation's cold tier), up to the root.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }

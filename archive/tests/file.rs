@@ -65,3 +65,29 @@ async fn leftovers_of_a_crashed_writer_are_swept_on_open() {
     let listed = archive.list("chat.events/").await.expect("list");
     assert_eq!(listed.len(), 1);
 }
+
+#[tokio::test]
+async fn a_delete_takes_the_directories_it_empties() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = archive::open(&format!("file://{}", dir.path().display()))
+        .await
+        .unwrap();
+    archive.put("uploads/a/data", "x".into()).await.unwrap();
+    archive.put("uploads/a/refs/r", "".into()).await.unwrap();
+    archive.put("uploads/b/data", "y".into()).await.unwrap();
+    archive.delete("uploads/a/refs/r").await.unwrap();
+    assert!(!dir.path().join("uploads/a/refs").exists());
+    assert!(dir.path().join("uploads/a/data").exists());
+    archive.delete("uploads/a/data").await.unwrap();
+    assert!(!dir.path().join("uploads/a").exists());
+    assert!(
+        dir.path().join("uploads/b/data").exists(),
+        "a sibling stays"
+    );
+    archive.delete("uploads/b/data").await.unwrap();
+    assert!(!dir.path().join("uploads").exists());
+    assert!(dir.path().exists(), "the root stays");
+    // And a put into a removed directory makes it again.
+    archive.put("uploads/a/data", "z".into()).await.unwrap();
+    assert_eq!(archive.get("uploads/a/data").await.unwrap().unwrap(), "z");
+}

@@ -135,5 +135,8 @@ async fn a_directory_archive_has_no_urls_of_its_own() {
         .await
         .unwrap();
     let ttl = Duration::from_secs(60);
-    assert_eq!(archive.presign_put("k", "text/plain", ttl).await.unwrap(), None);
+    assert_eq!(
+        archive.presign_put("k", "text/plain", ttl).await.unwrap(),
+        None
+    );
 }

@@ -263,3 +263,231 @@ async fn mute_and_push_devices_are_the_callers_own() {
     let (s, _) = bob.call("DELETE", "/v1/devices/b-phone", None).await;
     assert_eq!(s, 200);
 }
+
+/// `PUT`s `bytes` to an upload URL (relative: on the gateway) as `ct`.
+async fn put_file(cf: &common::Chatflow, url: &str, ct: &str, bytes: &[u8]) -> (u16, Value) {
+    let url = if url.starts_with('/') {
+        cf.url(url)
+    } else {
+        url.to_owned()
+    };
+    let r = reqwest::Client::new()
+        .put(url)
+        .header("content-type", ct)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Announces a file and returns (upload_id, upload_url).
+async fn announce(api: &Api, name: &str, ct: &str, size: usize) -> (String, String) {
+    let (status, body) = api
+        .post(
+            "/v1/uploads",
+            json!({"name": name, "content_type": ct, "size": size}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["method"], "PUT");
+    (
+        body["upload_id"].as_str().unwrap().to_owned(),
+        body["upload_url"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_upload_send_and_download_for_members_only() {
+    let (_dir, cf, [alice, bob, carol]) = common::start_args(
+        ["alice", "bob", "carol"],
+        &[
+            "--upload-max-bytes",
+            "100000",
+            "--upload-ttl-secs",
+            "6",
+            "--upload-sweep-secs",
+            "1",
+        ],
+    )
+    .await;
+    let cid = alice.create_group(&["bob"]).await;
+    let mut b = online(&cf, &bob.token, "b-phone").await;
+    let picture: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    // Limits on what is announced.
+    for (body, status, wanted) in [
+        (
+            json!({"name": "big.bin", "content_type": "application/octet-stream", "size": 100_001}),
+            413,
+            "too_large",
+        ),
+        (
+            json!({"name": "x.svg", "content_type": "image/svg+xml", "size": 10}),
+            400,
+            "invalid_file_type",
+        ),
+        (
+            json!({"name": "page.html", "content_type": "text/html", "size": 10}),
+            400,
+            "invalid_file_type",
+        ),
+        (
+            json!({"name": "a/b.png", "content_type": "image/png", "size": 10}),
+            400,
+            "invalid_name",
+        ),
+        (
+            json!({"name": "e.png", "content_type": "image/png", "size": 0}),
+            400,
+            "invalid_size",
+        ),
+    ] {
+        let (s, answer) = alice.post("/v1/uploads", body.clone()).await;
+        assert_eq!((s, code(&answer)), (status, wanted), "{body}: {answer}");
+    }
+
+    let (id, url) = announce(&alice, "cat picture.png", "image/png", picture.len()).await;
+    assert!(url.starts_with("/v1/uploads/"), "the gateway signs: {url}");
+    // A message cannot carry it before its bytes are there.
+    let (s, answer) = alice
+        .post(
+            &format!("/v1/conversations/{cid}/messages"),
+            json!({"client_msg_id": "early", "attachments": [{"upload_id": id}]}),
+        )
+        .await;
+    assert_eq!((s, code(&answer)), (400, "invalid_attachment"), "{answer}");
+    // The PUT: the type announced, no more bytes than announced, a URL
+    // that is not tampered with, once.
+    let (s, answer) = put_file(&cf, &url, "image/jpeg", &picture).await;
+    assert_eq!(
+        (s, code(&answer)),
+        (400, "invalid_content_type"),
+        "{answer}"
+    );
+    let mut bigger = picture.clone();
+    bigger.push(0);
+    let (s, answer) = put_file(&cf, &url, "image/png", &bigger).await;
+    assert_eq!((s, code(&answer)), (413, "too_large"), "{answer}");
+    let forged = url.replace(&id, "01JAAAAAAAAAAAAAAAAAAAAAAA");
+    let (s, answer) = put_file(&cf, &forged, "image/png", &picture).await;
+    assert_eq!((s, code(&answer)), (403, "forbidden"), "{answer}");
+    let (s, _) = put_file(&cf, &url, "image/png", &picture).await;
+    assert_eq!(s, 204);
+    let (s, answer) = put_file(&cf, &url, "image/png", b"other bytes").await;
+    assert_eq!((s, code(&answer)), (409, "already_uploaded"), "{answer}");
+
+    // Someone else's upload cannot be sent; a thumbnail is checked.
+    let (s, answer) = bob
+        .post(
+            &format!("/v1/conversations/{cid}/messages"),
+            json!({"client_msg_id": "theft", "attachments": [{"upload_id": id}]}),
+        )
+        .await;
+    assert_eq!((s, code(&answer)), (400, "invalid_attachment"), "{answer}");
+    let (s, answer) = alice
+        .post(
+            &format!("/v1/conversations/{cid}/messages"),
+            json!({"client_msg_id": "thumb", "attachments": [{"upload_id": id, "thumbnail": "not base64!"}]}),
+        )
+        .await;
+    assert_eq!((s, code(&answer)), (400, "invalid_thumbnail"), "{answer}");
+
+    // Sent without a caption; a retry is the same message.
+    let thumbnail = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let send =
+        json!({"client_msg_id": "pic", "attachments": [{"upload_id": id, "thumbnail": thumbnail}]});
+    let seq = post(&alice, &cid, "pic", send.clone()).await;
+    assert_eq!(post(&alice, &cid, "pic", send).await, seq);
+    let live = b
+        .until_where(|f| is_event(f, &cid, "message_posted") && f["seq"] == seq)
+        .await;
+    let sent = &live["data"]["attachments"][0];
+    assert_eq!(
+        (
+            &sent["id"],
+            &sent["name"],
+            &sent["content_type"],
+            &sent["size"],
+            &sent["thumbnail"]
+        ),
+        (
+            &json!(id),
+            &json!("cat picture.png"),
+            &json!("image/png"),
+            &json!(picture.len()),
+            &json!(thumbnail)
+        )
+    );
+    let history = bob.history(&cid).await;
+    let stored = history.iter().find(|m| m["seq"] == seq).unwrap();
+    assert_eq!(
+        stored["attachments"], live["data"]["attachments"],
+        "{stored}"
+    );
+
+    // A member downloads it through an expiring link.
+    let link_path = format!("/v1/conversations/{cid}/messages/{seq}/attachments/{id}");
+    let (s, link) = bob.get(&link_path).await;
+    assert_eq!(s, 200, "{link}");
+    assert_eq!(link["size"], picture.len());
+    let file = reqwest::get(cf.url(link["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert_eq!(file.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline; filename=\"cat picture.png\"")
+    );
+    assert_eq!(file.bytes().await.unwrap().to_vec(), picture);
+    // The upload URL does not download, nor does a tampered link.
+    let tampered = link["url"]
+        .as_str()
+        .unwrap()
+        .replace("expires=", "expires=9");
+    assert_eq!(reqwest::get(cf.url(&tampered)).await.unwrap().status(), 403);
+    let put_as_get = reqwest::get(cf.url(&url)).await.unwrap();
+    assert_eq!(put_as_get.status(), 403);
+    // Outsiders and unknown ids are refused.
+    let (s, answer) = carol.get(&link_path).await;
+    assert_eq!((s, code(&answer)), (403, "forbidden"), "{answer}");
+    let (s, _) = bob
+        .get(&format!(
+            "/v1/conversations/{cid}/messages/{seq}/attachments/01JAAAAAAAAAAAAAAAAAAAAAAA"
+        ))
+        .await;
+    assert_eq!(s, 404);
+
+    // An upload nobody sends is swept once its time to be sent is over;
+    // the one sent stays. A deleted message's file is not handed out.
+    let (orphan, orphan_url) = announce(&alice, "notes.txt", "text/plain", 5).await;
+    assert_eq!(
+        put_file(&cf, &orphan_url, "text/plain", b"hello").await.0,
+        204
+    );
+    let files = cf.data_dir.join("archive/uploads");
+    assert!(files.join(&orphan).join("data").exists());
+    let started = std::time::Instant::now();
+    while files.join(&orphan).exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the unsent upload is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(files.join(&id).join("data").exists(), "the sent file stays");
+    assert_eq!(bob.get(&link_path).await.0, 200);
+    let (s, _) = alice
+        .call(
+            "DELETE",
+            &format!("/v1/conversations/{cid}/messages/{seq}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(bob.get(&link_path).await.0, 404);
+}

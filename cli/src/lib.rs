@@ -197,7 +197,9 @@ impl GatewayArgs {
             bail!("--rate must be positive and --rate-burst at least 1");
         }
         if self.upload_max_bytes == 0 || self.upload_ttl_secs == 0 || self.upload_sweep_secs == 0 {
-            bail!("--upload-max-bytes, --upload-ttl-secs and --upload-sweep-secs must be at least 1");
+            bail!(
+                "--upload-max-bytes, --upload-ttl-secs and --upload-sweep-secs must be at least 1"
+            );
         }
         Ok(())
     }

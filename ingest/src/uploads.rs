@@ -393,7 +393,9 @@ impl Uploads {
 fn file_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.trim().is_empty()
         && name.len() <= 255
-        && !name.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
     if ok {
         Ok(())
     } else {
@@ -424,9 +426,9 @@ fn file_type(content_type: &str) -> Result<(), ApiError> {
         && content_type.split_once('/').is_some_and(|(top, sub)| {
             [top, sub].iter().all(|part| {
                 !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+                    && part.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)
+                    })
             })
         });
     let taken = well_formed
@@ -619,15 +621,9 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_takes_only_old_uploads_nothing_references() {
         let (_dir, u) = uploads(Duration::from_millis(240));
-        let orphan = u
-            .announce("ann", "a.txt", "text/plain", 3)
-            .await
-            .unwrap();
+        let orphan = u.announce("ann", "a.txt", "text/plain", 3).await.unwrap();
         put(&u, &orphan.upload_id, b"abc").await;
-        let kept = u
-            .announce("ann", "b.txt", "text/plain", 3)
-            .await
-            .unwrap();
+        let kept = u.announce("ann", "b.txt", "text/plain", 3).await.unwrap();
         put(&u, &kept.upload_id, b"xyz").await;
         let r = AttachmentRef {
             upload_id: kept.upload_id.clone(),

@@ -12,10 +12,10 @@ mod versions;
 
 pub use codec::{Codec, CodecError, Record};
 pub use event::{
-    Actor, Attachment, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo, Delivery,
-    DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted, MemberRemoved,
-    MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned, MessagePosted,
-    Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
+    Actor, Attachment, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo,
+    Delivery, DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted,
+    MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned,
+    MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, user_stream,
 };
 pub use versions::{RegistryIds, SchemaId, VERSIONS, Version};
 

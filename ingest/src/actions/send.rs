@@ -74,8 +74,8 @@ impl Gateway {
             gw.answer_send(slot, &user_id, &device_id, m, attachments)
                 .await
         })
-            .await
-            .map_err(|e| ApiError::unavailable("the gateway", e))?
+        .await
+        .map_err(|e| ApiError::unavailable("the gateway", e))?
     }
 
     /// The send's answer: the one already given, the stored message's, or
@@ -164,7 +164,10 @@ impl Gateway {
         };
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
-            if out.iter().any(|a: &schemas::Attachment| a.id == r.upload_id) {
+            if out
+                .iter()
+                .any(|a: &schemas::Attachment| a.id == r.upload_id)
+            {
                 return Err(ApiError::invalid(
                     "invalid_attachment",
                     format!("upload {} is named twice", r.upload_id),

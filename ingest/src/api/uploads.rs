@@ -68,9 +68,9 @@ pub async fn put_data(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let limit = usize::try_from(meta.size).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!("more than the {} bytes announced", meta.size))
-    })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(format!("more than the {} bytes announced", meta.size)))?;
     uploads.store(&id, &meta, content_type, bytes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
