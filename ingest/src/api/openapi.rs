@@ -40,6 +40,8 @@ use crate::wire::ErrorBody;
         crate::api::messages::receipts,
         crate::api::search::search,
         crate::api::uploads::announce,
+        crate::api::uploads::put_data,
+        crate::api::uploads::get_data,
         crate::api::uploads::link,
         crate::api::admin::audit,
         crate::api::admin::analytics,

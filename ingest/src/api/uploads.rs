@@ -51,6 +51,7 @@ pub struct Signed {
 }
 
 /// The bytes of an upload, for the URL `POST /v1/uploads` answered with.
+#[utoipa::path(put, path = "/v1/uploads/{id}/data", tag = "attachments", security(()), params(("id" = String, Path, description = "the upload's id"), ("expires" = i64, Query, description = "as in the URL given"), ("signature" = String, Query, description = "as in the URL given")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file, with the Content-Type announced"), responses((status = 204, description = "stored")))]
 pub async fn put_data(
     State(gw): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -77,6 +78,7 @@ pub async fn put_data(
 
 /// The bytes of an attachment, for the URL
 /// `GET …/attachments/{id}` answered with.
+#[utoipa::path(get, path = "/v1/uploads/{id}/data", tag = "attachments", security(()), params(("id" = String, Path, description = "the upload's id"), ("expires" = i64, Query, description = "as in the URL given"), ("signature" = String, Query, description = "as in the URL given")), responses((status = 200, description = "the file, with its Content-Type", content_type = "application/octet-stream", body = Vec<u8>)))]
 pub async fn get_data(
     State(gw): State<AppState>,
     ApiPath(id): ApiPath<String>,
