@@ -21,6 +21,7 @@ const S = {
   typing: new Map(), // cid → Map(user → timer)
   lastTyping: 0,
   replyTo: null,
+  file: null, // the file to send with the next message
   delivered: new Map(), // cid → highest seq to acknowledge
   deliveredTimer: null,
 };
@@ -286,7 +287,8 @@ function renderList() {
       li.append(el("span"));
     }
     const m = c.last_message;
-    const preview = m ? (m.deleted ? "message deleted" : `${m.sender_id === S.user ? "you" : m.sender_id}: ${m.body}`) : "no messages yet";
+    const text = m && (m.body || (m.attachments && m.attachments.length ? `📎 ${m.attachments[0].name}` : ""));
+    const preview = m ? (m.deleted ? "message deleted" : `${m.sender_id === S.user ? "you" : m.sender_id}: ${text}`) : "no messages yet";
     li.append(el("span", "preview", preview));
     li.addEventListener("click", () => openConversation(c.conversation_id));
     list.append(li);
@@ -448,7 +450,8 @@ function renderMessage(m) {
     const q = S.messages.get(m.reply_to);
     div.append(el("div", "quote", q ? `${q.sender_id}: ${q.deleted ? "message deleted" : q.body}` : `reply to #${m.reply_to}`));
   }
-  div.append(el("div", "body", m.deleted ? "message deleted" : m.body));
+  if (m.deleted || m.body) div.append(el("div", "body", m.deleted ? "message deleted" : m.body));
+  if (!m.deleted && m.attachments && m.attachments.length) div.append(files(m));
   const reactions = el("div", "reactions");
   for (const [emoji, users] of Object.entries(m.reactions || {})) {
     const b = el("button", users.includes(S.user) ? "mine" : "", `${emoji} ${users.length}`);
@@ -468,6 +471,100 @@ function renderMessage(m) {
   if (!m.deleted) div.append(actions(m, mine));
   return div;
 }
+
+// ---- attachments ----
+
+function size(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// A link to an attachment's bytes, good for a few minutes.
+async function fileLink(m, a) {
+  const cid = encodeURIComponent(m.conversation_id || S.open);
+  const link = await api("GET", `/v1/conversations/${cid}/messages/${m.seq}/attachments/${encodeURIComponent(a.id)}`);
+  return link.url;
+}
+
+function files(m) {
+  const box = el("div", "files");
+  for (const a of m.attachments) {
+    if (a.content_type.startsWith("image/")) {
+      const img = el("img");
+      img.alt = a.name;
+      img.title = `${a.name} (${size(a.size)})`;
+      if (a.thumbnail) img.src = `data:image/jpeg;base64,${a.thumbnail}`;
+      fileLink(m, a).then((url) => (img.src = url)).catch(() => {});
+      box.append(img);
+    } else {
+      const link = el("a", "file", `📄 ${a.name} (${size(a.size)})`);
+      link.href = "#";
+      link.addEventListener("click", async (ev) => {
+        ev.preventDefault();
+        window.open(await fileLink(m, a), "_blank", "noopener");
+      });
+      box.append(link);
+    }
+  }
+  return box;
+}
+
+// A JPEG of at most 96 px a side, base64, for an image: shown at once
+// while the file itself loads.
+async function thumbnailOf(file) {
+  if (!file.type.startsWith("image/") || file.type === "image/svg+xml") return undefined;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, 96 / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const data = canvas.toDataURL("image/jpeg", 0.6).split(",")[1];
+    return data.length <= 10000 ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// Announces the file, PUTs its bytes where the server says, and answers
+// what the message names.
+async function upload(file) {
+  const type = file.type || "application/octet-stream";
+  const ticket = await api("POST", "/v1/uploads", { name: file.name, content_type: type, size: file.size });
+  const res = await fetch(ticket.upload_url, { method: "PUT", headers: { "content-type": type }, body: file });
+  if (!res.ok) {
+    const data = await res.json().catch(() => ({}));
+    throw new Error((data.error && data.error.message) || `upload failed: ${res.status}`);
+  }
+  const ref = { upload_id: ticket.upload_id };
+  const thumbnail = await thumbnailOf(file);
+  if (thumbnail) ref.thumbnail = thumbnail;
+  return { ref, shown: { id: ticket.upload_id, name: file.name, content_type: type, size: file.size, thumbnail } };
+}
+
+function renderAttached() {
+  const box = $("attached");
+  box.replaceChildren();
+  box.hidden = !S.file;
+  if (!S.file) return;
+  box.append(el("span", "", `📎 ${S.file.name} (${size(S.file.size)})`));
+  const drop = el("button", "link", "✕");
+  drop.type = "button";
+  drop.title = "Remove the file";
+  drop.addEventListener("click", () => {
+    S.file = null;
+    $("file").value = "";
+    renderAttached();
+  });
+  box.append(drop);
+}
+
+$("file").addEventListener("change", () => {
+  S.file = $("file").files[0] || null;
+  renderAttached();
+});
 
 function actions(m, mine) {
   const bar = el("div", "actions");
@@ -551,23 +648,35 @@ $("input").addEventListener("keydown", (ev) => {
 $("composer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const body = $("input").value.trim();
-  if (!body || !S.open) return;
+  const file = S.file;
+  if ((!body && !file) || !S.open) return;
   const req = { client_msg_id: newId(), body };
   if (S.replyTo !== null) req.reply_to = S.replyTo;
   $("input").value = "";
   S.replyTo = null;
+  S.file = null;
+  $("file").value = "";
+  renderAttached();
   $("replying").hidden = true;
   S.lastTyping = 0;
   const cid = S.open;
   try {
+    let shown = [];
+    if (file) {
+      const sent = await upload(file);
+      req.attachments = [sent.ref];
+      shown = [sent.shown];
+    }
     const ack = await api("POST", `/v1/conversations/${encodeURIComponent(cid)}/messages`, req);
     if (S.open === cid && !S.messages.has(ack.seq)) {
-      const m = { seq: ack.seq, message_id: ack.message_id, sender_id: S.user, body, sent_at: ack.sent_at, deleted: false, reactions: {}, reply_to: req.reply_to };
+      const m = { seq: ack.seq, conversation_id: cid, message_id: ack.message_id, sender_id: S.user, body, sent_at: ack.sent_at, deleted: false, reactions: {}, reply_to: req.reply_to, attachments: shown };
       S.messages.set(ack.seq, m);
       appendMessage(m, true);
     }
   } catch (e) {
     $("input").value = body;
+    S.file = file;
+    renderAttached();
     alert(e.message);
   }
 });

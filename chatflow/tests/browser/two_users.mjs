@@ -116,6 +116,22 @@ try {
   await bob.locator(".msg.mine .reactions button", { hasText: "👍 1" }).waitFor();
   step("alice's reaction reached bob");
 
+  // Alice sends a picture without a caption: bob sees it, loaded from its
+  // expiring link.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGP4zwAE/xkgFAAb8gP91pbyKwAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await alice.setInputFiles("#file", { name: "dot.png", mimeType: "image/png", buffer: png });
+  await alice.locator("#attached", { hasText: "dot.png" }).waitFor();
+  await alice.press("#input", "Enter");
+  const picture = bob.locator(".msg .files img[alt='dot.png']");
+  await picture.waitFor();
+  await bob.waitForFunction(
+    () => [...document.querySelectorAll(".msg .files img")].some((i) => i.src.includes("/v1/uploads/") && i.complete && i.naturalWidth === 2),
+  );
+  step("alice's picture reached bob and loads");
+
   await alice.screenshot({ path: join(shots, "4-alice.png") });
   await bob.screenshot({ path: join(shots, "4-bob.png") });
   console.log(`browser test passed; screenshots in ${shots}`);
