@@ -17,7 +17,9 @@ pub enum Reach {
 
 pub fn reach(payload: &Payload) -> Reach {
     match payload {
-        Payload::DeviceRegistered(_) | Payload::DeviceRemoved(_) => Reach::Nobody,
+        Payload::DeviceRegistered(_) | Payload::DeviceRemoved(_) | Payload::UserErased(_) => {
+            Reach::Nobody
+        }
         Payload::MemberMuted(_) => Reach::Actor,
         _ => Reach::Members,
     }

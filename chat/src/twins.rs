@@ -69,6 +69,7 @@ mod tests {
                 mentions: Vec::new(),
                 silent: false,
                 attachments: Vec::new(),
+                sealed: None,
             }),
         }
     }

@@ -72,6 +72,7 @@ async fn write_v1_conversation(kafka: std::net::SocketAddr, cid: &str) {
             mentions: vec![],
             silent: false,
             attachments: Vec::new(),
+            sealed: None,
         }),
     ))
     .await;

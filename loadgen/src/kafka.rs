@@ -180,6 +180,7 @@ pub async fn run(args: KafkaArgs) -> anyhow::Result<Value> {
         let payload = Payload::MessagePosted(MessagePosted {
             silent: false,
             attachments: Vec::new(),
+            sealed: None,
             message_id: format!("{}m{i}", args.prefix),
             client_msg_id: format!("{}c{i}", args.prefix),
             body: text(&mut rng, len),

@@ -99,6 +99,7 @@ async fn setup(store: &dyn Store) -> Vec<Record> {
             payload: Payload::MessagePosted(MessagePosted {
                 silent: false,
                 attachments: Vec::new(),
+                sealed: None,
                 message_id: format!("m{seq}"),
                 client_msg_id: format!("c{seq}"),
                 body: "hello".into(),

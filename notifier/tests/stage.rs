@@ -61,6 +61,7 @@ fn posted_as(conversation: &str, seq: i64, silent: bool) -> (EventWrite, Record)
         payload: Payload::MessagePosted(MessagePosted {
             silent,
             attachments: Vec::new(),
+            sealed: None,
             message_id: format!("m{seq}"),
             client_msg_id: format!("c{seq}"),
             body: "hi".into(),

@@ -82,6 +82,7 @@ pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
             Some(if p.pinned { "pinned" } else { "unpinned" }.to_owned()),
         ),
         Payload::DeviceRemoved(p) => entry(Some(p.device_id.clone()), None),
+        Payload::UserErased(p) => entry(Some(p.user_id.clone()), None),
         _ => None,
     }
 }
@@ -91,27 +92,30 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
     let audit = audit_of(&event.actor.user_id, &event.payload);
     let actor = event.actor.user_id;
     let mutation = match event.payload {
-        Payload::ConversationCreated(p) => Mutation::CreateConversation {
+        // Its audit entry is all the store keeps of it: the key is gone
+        // already, and the gateway removed the user's devices before.
+        Payload::UserErased(_) => None,
+        Payload::ConversationCreated(p) => Some(Mutation::CreateConversation {
             kind: p.kind,
             name: p.name,
             description: p.description,
             created_by: actor,
             members: p.members.into_iter().map(|m| (m.user_id, m.role)).collect(),
-        },
-        Payload::ConversationUpdated(p) => Mutation::UpdateConversation {
+        }),
+        Payload::ConversationUpdated(p) => Some(Mutation::UpdateConversation {
             name: p.name,
             description: p.description,
-        },
-        Payload::MemberAdded(p) => Mutation::PutMember {
+        }),
+        Payload::MemberAdded(p) => Some(Mutation::PutMember {
             user_id: p.user_id,
             role: p.role,
-        },
-        Payload::MemberRoleChanged(p) => Mutation::PutMember {
+        }),
+        Payload::MemberRoleChanged(p) => Some(Mutation::PutMember {
             user_id: p.user_id,
             role: p.role,
-        },
-        Payload::MemberRemoved(p) => Mutation::RemoveMember { user_id: p.user_id },
-        Payload::MessagePosted(p) => Mutation::PostMessage {
+        }),
+        Payload::MemberRemoved(p) => Some(Mutation::RemoveMember { user_id: p.user_id }),
+        Payload::MessagePosted(p) => Some(Mutation::PostMessage {
             message_id: p.message_id,
             sender_id: actor,
             client_msg_id: p.client_msg_id,
@@ -119,55 +123,55 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             reply_to: p.reply_to,
             mentions: p.mentions,
             attachments: p.attachments,
-        },
-        Payload::MessageEdited(p) => Mutation::EditMessage {
+        }),
+        Payload::MessageEdited(p) => Some(Mutation::EditMessage {
             seq: p.seq,
             body: p.body,
-        },
-        Payload::MessageDeleted(p) => Mutation::DeleteMessage { seq: p.seq },
-        Payload::ReactionAdded(p) => Mutation::AddReaction {
+        }),
+        Payload::MessageDeleted(p) => Some(Mutation::DeleteMessage { seq: p.seq }),
+        Payload::ReactionAdded(p) => Some(Mutation::AddReaction {
             seq: p.seq,
             emoji: p.emoji,
             user_id: actor,
-        },
-        Payload::ReactionRemoved(p) => Mutation::RemoveReaction {
+        }),
+        Payload::ReactionRemoved(p) => Some(Mutation::RemoveReaction {
             seq: p.seq,
             emoji: p.emoji,
             user_id: actor,
-        },
-        Payload::ReadUpTo(p) => Mutation::MarkRead {
+        }),
+        Payload::ReadUpTo(p) => Some(Mutation::MarkRead {
             user_id: actor,
             seq: p.seq,
-        },
-        Payload::DeliveredUpTo(p) => Mutation::MarkDelivered {
+        }),
+        Payload::DeliveredUpTo(p) => Some(Mutation::MarkDelivered {
             user_id: actor,
             device_id: event.actor.device_id,
             seq: p.seq,
-        },
-        Payload::MemberMuted(p) => Mutation::SetMuted {
+        }),
+        Payload::MemberMuted(p) => Some(Mutation::SetMuted {
             user_id: actor,
             muted: p.muted,
-        },
-        Payload::DeviceRegistered(p) => Mutation::PutDevice {
+        }),
+        Payload::DeviceRegistered(p) => Some(Mutation::PutDevice {
             user_id: actor,
             device_id: p.device_id,
             platform: p.platform,
             push_token: p.push_token,
-        },
-        Payload::MessagePinned(p) => Mutation::PinMessage {
+        }),
+        Payload::MessagePinned(p) => Some(Mutation::PinMessage {
             seq: p.seq,
             pinned: p.pinned,
             user_id: actor,
-        },
-        Payload::DeviceRemoved(p) => Mutation::RemoveDevice {
+        }),
+        Payload::DeviceRemoved(p) => Some(Mutation::RemoveDevice {
             user_id: actor,
             device_id: p.device_id,
-        },
+        }),
     };
     EventWrite {
         conversation_id: event.conversation_id,
         seq,
         at: event.occurred_at,
-        mutations: audit.into_iter().chain([mutation]).collect(),
+        mutations: audit.into_iter().chain(mutation).collect(),
     }
 }

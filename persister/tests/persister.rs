@@ -54,6 +54,7 @@ async fn writes_each_event_once_and_rejects_what_does_not_decode() {
         .encode(&event(Payload::MessagePosted(MessagePosted {
             silent: false,
             attachments: Vec::new(),
+            sealed: None,
             message_id: "m".into(),
             client_msg_id: "x".into(),
             body: "hi".into(),

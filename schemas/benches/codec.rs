@@ -24,6 +24,7 @@ fn main() {
         payload: Payload::MessagePosted(MessagePosted {
             silent: false,
             attachments: Vec::new(),
+            sealed: None,
             message_id: "01J9Z3K6W7Q2V5X8Y4T1R0N6M5".into(),
             client_msg_id: "c-42".into(),
             body: "a message of a typical length, about eighty bytes of text in all........".into(),

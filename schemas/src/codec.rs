@@ -336,6 +336,7 @@ impl Record for ChatEvent {
             Payload::DeviceRegistered(p) => branch(13, p),
             Payload::DeviceRemoved(p) => branch(14, p),
             Payload::MessagePinned(p) => branch(15, p),
+            Payload::UserErased(p) => branch(16, p),
         }?;
         Ok(Value::Record(vec![
             ("event_id".into(), Value::String(self.event_id.clone())),
@@ -374,6 +375,7 @@ impl Record for ChatEvent {
                     13 => Payload::DeviceRegistered(from(v)?),
                     14 => Payload::DeviceRemoved(from(v)?),
                     15 => Payload::MessagePinned(from(v)?),
+                    16 => Payload::UserErased(from(v)?),
                     other => return Err(CodecError::UnknownBranch(other as usize)),
                 }
             }

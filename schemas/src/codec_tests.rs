@@ -48,6 +48,7 @@ fn every_payload() -> Vec<Payload> {
         Payload::MessagePosted(MessagePosted {
             silent: false,
             attachments: Vec::new(),
+            sealed: None,
             message_id: "01J0000000000000000000000B".into(),
             client_msg_id: "m-1".into(),
             body: "héllo 世界 👋".into(),
@@ -72,6 +73,7 @@ fn every_payload() -> Vec<Payload> {
                     thumbnail: Some("iVBORw0KGgo=".into()),
                 },
             ],
+            sealed: Some("01J00000000000000000000KEY".into()),
             message_id: "01J0000000000000000000000C".into(),
             client_msg_id: "m-2".into(),
             body: String::new(),
@@ -81,6 +83,15 @@ fn every_payload() -> Vec<Payload> {
         Payload::MessageEdited(MessageEdited {
             seq: 7,
             body: "fixed".into(),
+            sealed: None,
+        }),
+        Payload::MessageEdited(MessageEdited {
+            seq: 8,
+            body: "c2VhbGVk".into(),
+            sealed: Some("01J00000000000000000000KEY".into()),
+        }),
+        Payload::UserErased(UserErased {
+            user_id: "carol".into(),
         }),
         Payload::MessageDeleted(MessageDeleted { seq: 7 }),
         Payload::ReactionAdded(ReactionAdded {
@@ -120,7 +131,7 @@ fn every_payload_round_trips() {
     let payloads = every_payload();
     // One case per union branch, so a new branch without a test fails here.
     let branches: std::collections::HashSet<_> = payloads.iter().map(|p| p.kind()).collect();
-    assert_eq!(branches.len(), 16);
+    assert_eq!(branches.len(), 17);
     for payload in payloads {
         let original = event(payload);
         let bytes = codec.encode(&original).unwrap();
@@ -217,7 +228,7 @@ fn written_by_v1(event: &ChatEvent) -> Vec<u8> {
         && let Some((_, Value::Union(_, payload))) = fields.iter_mut().find(|(n, _)| n == "payload")
         && let Value::Record(inner) = payload.as_mut()
     {
-        inner.retain(|(name, _)| name != "silent" && name != "attachments");
+        inner.retain(|(name, _)| !["silent", "attachments", "sealed"].contains(&name.as_str()));
     }
     let mut out = vec![0, 0, 0, 0, 1];
     let writer = GenericDatumWriter::builder(&schema).build().unwrap();
@@ -229,13 +240,18 @@ fn written_by_v1(event: &ChatEvent) -> Vec<u8> {
 fn records_written_with_v1_decode_into_v2_with_their_branch_and_defaults() {
     let codec = Codec::new();
     for payload in every_payload() {
-        if matches!(payload, Payload::MessagePinned(_)) {
+        if matches!(payload, Payload::MessagePinned(_) | Payload::UserErased(_)) {
             continue;
         }
         let mut expected = event(payload);
-        if let Payload::MessagePosted(p) = &mut expected.payload {
-            p.silent = false;
-            p.attachments.clear();
+        match &mut expected.payload {
+            Payload::MessagePosted(p) => {
+                p.silent = false;
+                p.attachments.clear();
+                p.sealed = None;
+            }
+            Payload::MessageEdited(p) => p.sealed = None,
+            _ => {}
         }
         let bytes = written_by_v1(&expected);
         assert_eq!(

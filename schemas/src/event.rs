@@ -41,6 +41,7 @@ pub enum Payload {
     DeviceRegistered(DeviceRegistered),
     DeviceRemoved(DeviceRemoved),
     MessagePinned(MessagePinned),
+    UserErased(UserErased),
 }
 
 impl Payload {
@@ -63,6 +64,7 @@ impl Payload {
             Payload::DeviceRegistered(_) => "device_registered",
             Payload::DeviceRemoved(_) => "device_removed",
             Payload::MessagePinned(_) => "message_pinned",
+            Payload::UserErased(_) => "user_erased",
         }
     }
 }
@@ -117,6 +119,10 @@ pub struct MessagePosted {
     /// The files sent with it (v3; none in records written before).
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// The id of the sender's key that sealed the body and each
+    /// attachment's name and thumbnail (v3; `None`: plaintext).
+    #[serde(default)]
+    pub sealed: Option<String>,
 }
 
 /// A file uploaded with `POST /v1/uploads` that a message references (v3).
@@ -138,6 +144,16 @@ pub struct Attachment {
 pub struct MessageEdited {
     pub seq: i64,
     pub body: String,
+    /// As [`MessagePosted::sealed`], for the new body (v3).
+    #[serde(default)]
+    pub sealed: Option<String>,
+}
+
+/// The user's key was deleted (GDPR erasure, v3): what they sealed is
+/// unreadable from now on. On the user's own stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserErased {
+    pub user_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,7 +97,11 @@ impl Gateway {
         let (_, message) = self.message_for(caller, conversation_id, seq).await?;
         rules::edit_message(&caller.sub, &message.sender_id)?;
         self.check_rate(&caller.sub)?;
-        let payload = Payload::MessageEdited(MessageEdited { seq, body });
+        let payload = Payload::MessageEdited(MessageEdited {
+            seq,
+            body,
+            sealed: None,
+        });
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
     }

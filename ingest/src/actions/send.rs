@@ -113,6 +113,7 @@ impl Gateway {
                 mentions: m.mentions,
                 silent: m.silent,
                 attachments,
+                sealed: None,
             });
             let (seq, event) = self
                 .publish_at_unknown_seq(&m.conversation_id, actor, payload)
