@@ -13,6 +13,7 @@ pub async fn run(archive: Arc<dyn Archive>) {
     round_trip_and_replace(&*archive).await;
     missing_objects(&*archive).await;
     sizes(&*archive).await;
+    created_once(archive.clone()).await;
     listing_by_prefix(&*archive).await;
     bad_keys_are_refused(&*archive).await;
     large_and_concurrent(archive).await;
@@ -63,6 +64,51 @@ async fn sizes(a: &dyn Archive) {
     a.delete("sized/object").await.unwrap();
     a.delete("sized/empty").await.unwrap();
     assert_eq!(a.head("sized/object").await.unwrap(), None);
+}
+
+async fn created_once(a: Arc<dyn Archive>) {
+    assert!(
+        a.put_if_absent("once/k", Bytes::from_static(b"first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.put_if_absent("once/k", Bytes::from_static(b"second"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        a.get("once/k").await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    a.delete("once/k").await.unwrap();
+    // Racing writers: exactly one wins, and the object is the winner's.
+    let racers: Vec<_> = (0..8u8)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                (
+                    i,
+                    a.put_if_absent("once/race", Bytes::from(vec![i; 64]))
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for r in racers {
+        let (i, won) = r.await.unwrap();
+        if won {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        a.get("once/race").await.unwrap().unwrap().to_vec(),
+        vec![winners[0]; 64]
+    );
+    a.delete("once/race").await.unwrap();
 }
 
 async fn listing_by_prefix(a: &dyn Archive) {

@@ -13,6 +13,9 @@ use crate::{Archive, ArchiveError, ObjectInfo, Result, check_key, check_prefix};
 /// Files being written start with this (never a valid key segment).
 const TEMP: &str = "~tmp-";
 
+/// Names the staged copies of concurrent `put_if_absent` calls apart.
+static NEXT_STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct FileArchive {
     root: PathBuf,
 }
@@ -181,6 +184,38 @@ impl Archive for FileArchive {
             out.retain(|o| o.key.starts_with(&prefix));
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let path = self.path(key)?;
+        Self::blocking(move || {
+            // Written whole beside it, then linked: a link fails when the
+            // name exists, so only one racing writer gets it.
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("object");
+            let staged = dir.join(format!(
+                "{TEMP}{}-{}-{name}",
+                std::process::id(),
+                NEXT_STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            put_durably(&staged, &bytes)?;
+            let linked = std::fs::hard_link(&staged, &path);
+            let _ = std::fs::remove_file(&staged);
+            match linked {
+                Ok(()) => {
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| io(dir, e))?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(io(&path, e)),
+            }
         })
         .await
     }

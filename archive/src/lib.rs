@@ -66,6 +66,10 @@ pub trait Archive: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Removes the object; removing one that is not there is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Writes the object only if there is none under `key`: true when
+    /// this call wrote it, false when one was there (left as it was). Two
+    /// racing calls never both return true.
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool>;
     /// The object's size in bytes, or `None` if there is none.
     async fn head(&self, key: &str) -> Result<Option<u64>>;
     /// A URL a client can `PUT` the object's bytes to, with this

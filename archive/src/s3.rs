@@ -177,6 +177,24 @@ impl Archive for S3Archive {
         Ok(out)
     }
 
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let key = self.object_key(key)?;
+        let written = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            Err(e) => Err(classify("put if absent", e)),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<u64>> {
         let key = self.object_key(key)?;
         match self

@@ -15,7 +15,8 @@ pub use event::{
     Actor, Attachment, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo,
     Delivery, DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted,
     MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned,
-    MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, UserErased, user_stream,
+    MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, UserErased,
+    user_stream,
 };
 pub use versions::{RegistryIds, SchemaId, VERSIONS, Version};
 
