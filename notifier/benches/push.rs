@@ -86,6 +86,7 @@ async fn setup(store: &dyn Store) -> Vec<Record> {
                 reply_to: None,
                 mentions: vec![],
                 attachments: Vec::new(),
+                sealed: None,
             }],
         });
         let event = ChatEvent {

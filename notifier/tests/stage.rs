@@ -48,6 +48,7 @@ fn posted_as(conversation: &str, seq: i64, silent: bool) -> (EventWrite, Record)
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         }],
     };
     let event = ChatEvent {

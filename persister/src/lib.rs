@@ -123,10 +123,12 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
             reply_to: p.reply_to,
             mentions: p.mentions,
             attachments: p.attachments,
+            sealed: p.sealed,
         }),
         Payload::MessageEdited(p) => Some(Mutation::EditMessage {
             seq: p.seq,
             body: p.body,
+            sealed: p.sealed,
         }),
         Payload::MessageDeleted(p) => Some(Mutation::DeleteMessage { seq: p.seq }),
         Payload::ReactionAdded(p) => Some(Mutation::AddReaction {

@@ -40,6 +40,7 @@ fn workload() -> Vec<Vec<EventWrite>> {
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         }],
     }));
     events.chunks(BATCH).map(<[EventWrite]>::to_vec).collect()

@@ -99,6 +99,7 @@ async fn main() {
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         }],
     }));
     for chunk in events.chunks(1_000) {

@@ -174,6 +174,7 @@ async fn apply_mutation(
             reply_to,
             mentions,
             attachments,
+            sealed,
         } => {
             let client_key = client_sk(sender_id, client_msg_id);
             if items.get::<i64>(&pk, &client_key).await?.is_some() {
@@ -193,6 +194,7 @@ async fn apply_mutation(
                 reply_to: *reply_to,
                 mentions: mentions.clone(),
                 attachments: attachments.clone(),
+                sealed: sealed.clone(),
                 reactions: Default::default(),
                 pinned_by: None,
                 pinned_at: None,
@@ -212,10 +214,11 @@ async fn apply_mutation(
                 items.put(&pk, &msg_sk(*seq), message)?;
             }
         }
-        Mutation::EditMessage { seq, body } => {
+        Mutation::EditMessage { seq, body, sealed } => {
             update_message(items, write, *seq, |m| {
                 if !m.deleted {
                     m.body = Some(body.clone());
+                    m.sealed = sealed.clone();
                     m.edited_at = Some(write.at);
                 }
             })

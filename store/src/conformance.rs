@@ -42,6 +42,7 @@ fn post(cid: &str, seq: i64, sender: &str, client_msg_id: &str) -> EventWrite {
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         },
     )
 }
@@ -181,6 +182,7 @@ async fn events_apply_once(store: &dyn Store) {
             Mutation::EditMessage {
                 seq: 12,
                 body: "late".into(),
+                sealed: None,
             },
         )])
         .await
@@ -404,6 +406,7 @@ async fn edits_deletes_reactions(store: &dyn Store) {
                 Mutation::EditMessage {
                     seq: 1,
                     body: "edited".into(),
+                    sealed: None,
                 },
             ),
             one(

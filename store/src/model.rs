@@ -120,6 +120,10 @@ pub struct Message {
     /// The files sent with it (none once deleted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<schemas::Attachment>,
+    /// The id of the sender's key the body and the attachments' names and
+    /// thumbnails are sealed with (`None`: plaintext); see `vault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     /// emoji → users, in the order they reacted.
     pub reactions: BTreeMap<String, Vec<String>>,
     /// Who pinned the message for the conversation, and when.
@@ -219,10 +223,12 @@ pub enum Mutation {
         reply_to: Option<i64>,
         mentions: Vec<String>,
         attachments: Vec<schemas::Attachment>,
+        sealed: Option<String>,
     },
     EditMessage {
         seq: i64,
         body: String,
+        sealed: Option<String>,
     },
     DeleteMessage {
         seq: i64,

@@ -45,6 +45,7 @@ fn post(seq: i64) -> EventWrite {
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         },
     )
 }
@@ -241,6 +242,7 @@ async fn history_is_the_same_across_the_move_and_changes_to_cold_messages_show()
             Mutation::EditMessage {
                 seq: 5,
                 body: "edited later".into(),
+                sealed: None,
             },
         ),
         write(
@@ -309,6 +311,7 @@ async fn a_move_stopped_after_any_step_loses_and_duplicates_nothing() {
             Mutation::EditMessage {
                 seq: 3,
                 body: "mid-move edit".into(),
+                sealed: None,
             },
         );
         fresh.apply(vec![edit]).await.unwrap();
@@ -342,6 +345,7 @@ async fn a_hot_copy_changed_while_the_move_runs_is_kept() {
             Mutation::EditMessage {
                 seq: 4,
                 body: "newer".into(),
+                sealed: None,
             },
         )])
         .await

@@ -41,6 +41,7 @@ async fn fjall_keeps_applied_events_across_a_reopen() {
                         reply_to: None,
                         mentions: vec![],
                         attachments: Vec::new(),
+                        sealed: None,
                     }],
                 },
             ])

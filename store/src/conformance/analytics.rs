@@ -29,6 +29,7 @@ fn post(cid: &str, seq: i64, when: i64, sender: &str) -> EventWrite {
             reply_to: None,
             mentions: vec![],
             attachments: Vec::new(),
+            sealed: None,
         },
     )
 }
@@ -63,6 +64,7 @@ pub async fn analytics(store: &dyn Store) {
                 reply_to: None,
                 mentions: vec![],
                 attachments: Vec::new(),
+                sealed: None,
             },
         ),
         // The next day: cy reads, ann posts twice in the group.

@@ -48,6 +48,7 @@ pub(super) async fn cold_tier_items(store: &dyn Store) {
             Mutation::EditMessage {
                 seq: target,
                 body: body.into(),
+                sealed: None,
             },
         )
     };
