@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use archive::Archive;
+use vault::{MasterKey, Vault};
 use chat::presence::PresenceView;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -42,6 +43,11 @@ pub struct NodeArgs {
     /// (AWS credentials and region from the usual environment).
     #[arg(long, env = "CHATFLOW_ARCHIVE", default_value = "file://archive")]
     pub archive: String,
+    /// The key that wraps each user's data key (crypto-shredding): base64
+    /// of 32 bytes (`openssl rand -base64 32`), the same for every process
+    /// of a deployment. Default: `<data-dir>/master-key`, made at first use.
+    #[arg(long, env = "CHATFLOW_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
     #[command(flatten)]
     pub topics: TopicArgs,
     #[command(flatten)]
@@ -121,6 +127,7 @@ pub struct Node {
     store: OnceCell<Stores>,
     search: OnceCell<Option<Arc<Switch<dyn SearchIndex>>>>,
     archive: OnceCell<Arc<dyn Archive>>,
+    vault: OnceCell<Arc<Vault>>,
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
     local_inbox: Mutex<Option<(String, LocalInbox)>>,
@@ -145,6 +152,7 @@ impl Node {
             store: OnceCell::new(),
             search: OnceCell::new(),
             archive: OnceCell::new(),
+            vault: OnceCell::new(),
             producer: OnceCell::new(),
             presence: OnceCell::new(),
             local_inbox: Mutex::default(),
@@ -250,6 +258,22 @@ impl Node {
             .await
             .with_context(|| format!("opening the archive {url}"))?;
         Ok(archive.clone())
+    }
+
+    /// The users' data keys (see the `vault` crate), in the archive.
+    pub async fn vault(&self) -> anyhow::Result<Arc<Vault>> {
+        let vault = self
+            .vault
+            .get_or_try_init(|| async {
+                let master = match &self.args.master_key {
+                    Some(text) => MasterKey::from_base64(text)?,
+                    None => MasterKey::load_or_create(&self.data_dir().join("master-key"))?,
+                };
+                anyhow::Ok(Arc::new(Vault::new(self.archive().await?, master)))
+            })
+            .await
+            .context("opening the key vault")?;
+        Ok(vault.clone())
     }
 
     pub async fn producer(&self) -> anyhow::Result<Producer> {

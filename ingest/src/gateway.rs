@@ -124,6 +124,9 @@ pub struct Gateway {
     pub codec: Codec,
     /// Where `GET /v1/search` looks; none on a node without search.
     pub search: Option<Arc<dyn search::SearchIndex>>,
+    /// Users' data keys: what they write is sealed with them before it
+    /// goes to the log (none: plaintext, as before sealing began).
+    pub vault: Option<Arc<vault::Vault>>,
     /// Attachments' files; none on a node without object storage.
     pub uploads: Option<Arc<crate::uploads::Uploads>>,
     /// Who is online, for `GET /v1/users/{uid}/presence`.
@@ -160,6 +163,7 @@ impl Gateway {
             codec: Codec::new(),
             search: None,
             uploads: None,
+            vault: None,
             presence: None,
             typing_throttle: Default::default(),
             draining: CancellationToken::new(),
@@ -176,6 +180,22 @@ impl Gateway {
     pub fn with_search(mut self, index: Arc<dyn search::SearchIndex>) -> Self {
         self.search = Some(index);
         self
+    }
+
+    pub fn with_vault(mut self, vault: Arc<vault::Vault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Opens stored messages' sealed content for a reader (an erased
+    /// sender's reads `[erased]`).
+    pub async fn open_messages(&self, messages: &mut [store::Message]) -> Result<(), ApiError> {
+        if let Some(vault) = &self.vault {
+            for m in messages {
+                vault.open_message(m).await.map_err(vault_error)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn with_uploads(mut self, uploads: Arc<crate::uploads::Uploads>) -> Self {
@@ -508,5 +528,17 @@ impl Gateway {
         } else {
             Err(ApiError::not_found("no such conversation"))
         }
+    }
+}
+
+/// An erased user may not write; the rest is the key storage failing.
+pub(crate) fn vault_error(e: vault::VaultError) -> ApiError {
+    match e {
+        vault::VaultError::Erased(user) => ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "user_erased",
+            format!("{user} was erased"),
+        ),
+        other => ApiError::unavailable("the key vault", other),
     }
 }

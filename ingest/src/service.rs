@@ -83,6 +83,7 @@ impl cli::Service for Service {
             }
             None => Auth::hs256(&secret),
         };
+        let vault = node.vault().await?;
         let uploads = Arc::new(Uploads::new(
             node.archive().await?,
             &secret,
@@ -107,6 +108,7 @@ impl cli::Service for Service {
         let mut gateway = Gateway::new(config, auth, node.store().await?, node.producer().await?)
             .with_presence(presence.clone())
             .with_uploads(uploads.clone())
+            .with_vault(vault.clone())
             .with_readiness(Arc::new(node.readiness()));
         if let Some(index) = node.search().await? {
             gateway = gateway.with_search(index);
@@ -120,14 +122,17 @@ impl cli::Service for Service {
         }
         let gateway = Arc::new(gateway);
         if node.delivers_locally() {
-            let (hub, codec) = (gateway.hub.clone(), schemas::Codec::new());
+            let (hub, codec, vault) = (gateway.hub.clone(), schemas::Codec::new(), vault.clone());
             node.set_local_inbox(
                 &args.gateway.node_id,
-                Arc::new(move |delivery| crate::delivery::inbox::deliver(&hub, &codec, delivery)),
+                Arc::new(move |delivery| {
+                    crate::delivery::inbox::deliver(&hub, &codec, Some(&vault), delivery)
+                }),
             );
         } else {
             let (thread, ready) = crate::delivery::inbox::start(
                 gateway.hub.clone(),
+                Some(vault.clone()),
                 &args.gateway.node_id,
                 &node.kafka,
                 node.args.fetch.live_fetch_wait(),

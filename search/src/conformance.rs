@@ -21,6 +21,44 @@ pub async fn run(index: Arc<dyn SearchIndex>) {
     phrases_and_prefixes(index).await;
     filters_paging_and_recency(index).await;
     queries_without_words_are_refused(index).await;
+    an_erased_sender_leaves_nothing(index).await;
+}
+
+async fn an_erased_sender_leaves_nothing(index: &dyn SearchIndex) {
+    let cid = "erase-1";
+    index
+        .apply(vec![
+            IndexOp::Post(doc(cid, 1, "mallory", NOW - DAY, "okapi secrets one")),
+            IndexOp::Post(doc(cid, 2, "mallory", NOW - DAY, "okapi secrets two")),
+            IndexOp::Post(doc(cid, 3, "trent", NOW - DAY, "okapi reply")),
+            IndexOp::Delete {
+                conversation_id: cid.into(),
+                seq: 2,
+                version: 4,
+            },
+        ])
+        .await
+        .unwrap();
+    let query = SearchQuery {
+        text: "okapi".into(),
+        conversation_ids: vec![cid.into()],
+        limit: 10,
+        now: NOW,
+        ..Default::default()
+    };
+    assert_eq!(index.search(&query).await.unwrap().hits.len(), 2);
+    // Its documents and tombstones go; another sender's stay.
+    assert_eq!(index.erase_sender("mallory").await.unwrap(), 2);
+    let hits = index.search(&query).await.unwrap().hits;
+    assert_eq!(
+        hits.iter().map(|h| h.sender_id.as_str()).collect::<Vec<_>>(),
+        vec!["trent"]
+    );
+    assert_eq!(index.get(cid, 1).await.unwrap(), None);
+    assert_eq!(index.get(cid, 2).await.unwrap(), None);
+    assert!(index.get(cid, 3).await.unwrap().is_some());
+    assert_eq!(index.erase_sender("mallory").await.unwrap(), 0);
+    assert_eq!(index.erase_sender("nobody").await.unwrap(), 0);
 }
 
 fn doc(cid: &str, seq: i64, sender: &str, sent_at: i64, body: &str) -> MessageDoc {

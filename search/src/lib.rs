@@ -181,6 +181,11 @@ pub trait SearchIndex: Send + Sync + 'static {
 
     /// A stored document, tombstones included.
     async fn get(&self, conversation_id: &str, seq: i64) -> Result<Option<MessageDoc>>;
+
+    /// Removes every document of `sender_id` (an erased user) for good:
+    /// nothing of them is left in the index's files when it returns.
+    /// Returns how many went.
+    async fn erase_sender(&self, sender_id: &str) -> Result<usize>;
 }
 
 /// Opens a backend by URL: `tantivy://<dir>`, or (with the `opensearch`

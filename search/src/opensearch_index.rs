@@ -358,4 +358,61 @@ impl SearchIndex for OpenSearchIndex {
         let id = doc_id(conversation_id, seq);
         Ok(self.fetch(vec![id.clone()]).await?.remove(&id))
     }
+
+    /// Page by page: the sender's ids, then a bulk delete of them, until
+    /// none is left (OpenSearch drops deleted documents at its merges).
+    async fn erase_sender(&self, sender_id: &str) -> Result<usize> {
+        let mut erased = 0;
+        loop {
+            let response = self
+                .client
+                .search(SearchParts::Index(&[&self.index]))
+                .body(json!({
+                    "query": {"bool": {"filter": [{"term": {"sender_id": sender_id}}]}},
+                    "size": 500,
+                    "_source": false,
+                }))
+                .send()
+                .await
+                .map_err(transient)?;
+            let found = json_of(response, "search").await?;
+            let ids: Vec<String> = found["hits"]["hits"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h["_id"].as_str().map(str::to_owned))
+                .collect();
+            if ids.is_empty() {
+                return Ok(erased);
+            }
+            let body: Vec<JsonBody<Value>> = ids
+                .iter()
+                .map(|id| json!({"delete": {"_id": id}}).into())
+                .collect();
+            let response = self
+                .client
+                .bulk(BulkParts::Index(&self.index))
+                .refresh(Refresh::WaitFor)
+                .body(body)
+                .send()
+                .await
+                .map_err(transient)?;
+            let result = json_of(response, "bulk delete").await?;
+            if result["errors"].as_bool() == Some(true) {
+                let failed = result["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|i| i["delete"]["status"].as_u64().is_some_and(|s| s >= 300 && s != 404));
+                if let Some(item) = failed {
+                    return Err(classify(
+                        item["delete"]["status"].as_u64().unwrap_or(500) as u16,
+                        "bulk delete item",
+                        &item.to_string(),
+                    ));
+                }
+            }
+            erased += ids.len();
+        }
+    }
 }

@@ -139,6 +139,11 @@ impl SearchIndex for TantivyIndex {
         self.blocking(move |inner| inner.lookup(&inner.reader.searcher(), &id))
             .await
     }
+
+    async fn erase_sender(&self, sender_id: &str) -> Result<usize> {
+        let sender = sender_id.to_owned();
+        self.blocking(move |inner| inner.erase_sender(&sender)).await
+    }
 }
 
 impl Inner {
@@ -166,6 +171,36 @@ impl Inner {
         writer.commit().map_err(transient)?;
         self.reader.reload().map_err(transient)?;
         Ok(Vec::new())
+    }
+
+    /// Deletes the sender's documents, then merges every segment that
+    /// held one into new ones without them and removes the old files: a
+    /// deleted document otherwise stays in its segment until a merge.
+    fn erase_sender(&self, sender: &str) -> Result<usize> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| SearchError::Permanent("index writer poisoned".into()))?;
+        let term = Term::from_field_text(self.f.sender_id, sender);
+        let searcher = self.reader.searcher();
+        let count = searcher
+            .search(
+                &TermQuery::new(term.clone(), IndexRecordOption::Basic),
+                &tantivy::collector::Count,
+            )
+            .map_err(transient)?;
+        if count == 0 {
+            return Ok(0);
+        }
+        writer.delete_term(term);
+        writer.commit().map_err(transient)?;
+        let segments = writer.index().searchable_segment_ids().map_err(transient)?;
+        if !segments.is_empty() {
+            writer.merge(&segments).wait().map_err(transient)?;
+        }
+        writer.garbage_collect_files().wait().map_err(transient)?;
+        self.reader.reload().map_err(transient)?;
+        Ok(count)
     }
 
     fn lookup(&self, searcher: &Searcher, id: &str) -> Result<Option<MessageDoc>> {

@@ -97,11 +97,18 @@ impl Gateway {
         let (_, message) = self.message_for(caller, conversation_id, seq).await?;
         rules::edit_message(&caller.sub, &message.sender_id)?;
         self.check_rate(&caller.sub)?;
-        let payload = Payload::MessageEdited(MessageEdited {
+        let mut edited = MessageEdited {
             seq,
             body,
             sealed: None,
-        });
+        };
+        if let Some(vault) = &self.vault {
+            vault
+                .seal_edited(&caller.sub, conversation_id, &mut edited)
+                .await
+                .map_err(crate::gateway::vault_error)?;
+        }
+        let payload = Payload::MessageEdited(edited);
         let actor = actor(caller, device_id);
         Ok(self.publish(conversation_id, actor, payload).await?.0)
     }

@@ -105,7 +105,7 @@ impl Gateway {
                 user_id: user_id.to_owned(),
                 device_id: device_id.to_owned(),
             };
-            let payload = Payload::MessagePosted(MessagePosted {
+            let mut posted = MessagePosted {
                 message_id: message_id.clone(),
                 client_msg_id: m.client_msg_id.clone(),
                 body: m.body,
@@ -114,7 +114,14 @@ impl Gateway {
                 silent: m.silent,
                 attachments,
                 sealed: None,
-            });
+            };
+            if let Some(vault) = &self.vault {
+                vault
+                    .seal_posted(user_id, &m.conversation_id, &mut posted)
+                    .await
+                    .map_err(crate::gateway::vault_error)?;
+            }
+            let payload = Payload::MessagePosted(posted);
             let (seq, event) = self
                 .publish_at_unknown_seq(&m.conversation_id, actor, payload)
                 .await?;

@@ -126,14 +126,12 @@ pub async fn list_conversations(
                 .filter(|m| m.sender_id != user.sub && !m.deleted)
                 .count()
         };
-        let last_message = match c.last_message_seq {
-            Some(seq) => gw
-                .store
-                .message(&c.conversation_id, seq)
-                .await?
-                .map(|m| Message::from(&m)),
+        let mut last_message = match c.last_message_seq {
+            Some(seq) => gw.store.message(&c.conversation_id, seq).await?,
             None => None,
         };
+        gw.open_messages(last_message.as_mut_slice()).await?;
+        let last_message = last_message.as_ref().map(Message::from);
         // A direct conversation is shown as the other person.
         let peer = if c.kind == "direct" {
             gw.store

@@ -59,7 +59,7 @@ pub async fn history(
     }
     gw.require_member(&cid, &user.sub).await?;
     gw.read_your_writes(&cid, false).await?;
-    let page = gw
+    let mut page = gw
         .store
         .messages(
             &cid,
@@ -70,6 +70,7 @@ pub async fn history(
             },
         )
         .await?;
+    gw.open_messages(&mut page.messages).await?;
     Ok(Json(MessagePage {
         messages: page.messages.iter().map(Message::from).collect(),
         has_more: page.has_more,

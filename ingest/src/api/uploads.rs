@@ -120,10 +120,9 @@ pub async fn link(
     gw.require_member(&cid, &user.sub).await?;
     let uploads = uploads(&gw)?;
     gw.read_your_writes(&cid, false).await?;
-    let attachment = gw
-        .store
-        .message(&cid, seq)
-        .await?
+    let mut message = gw.store.message(&cid, seq).await?;
+    gw.open_messages(message.as_mut_slice()).await?;
+    let attachment = message
         .and_then(|m| m.attachments.into_iter().find(|a| a.id == id))
         .ok_or_else(|| ApiError::not_found(format!("message {seq} has no attachment {id}")))?;
     let link = uploads.download_link(&attachment).await?;

@@ -19,6 +19,7 @@ use crate::frames::{self, TYPING_SHOWN};
 /// could want older deliveries: clients resume from the store).
 pub fn start(
     hub: Arc<Hub>,
+    vault: Option<Arc<vault::Vault>>,
     node_id: &str,
     config: &KafkaConfig,
     fetch_wait: Duration,
@@ -37,7 +38,7 @@ pub fn start(
         move |m| {
             let Some(bytes) = m.payload() else { return };
             match codec.decode::<Delivery>(bytes) {
-                Ok(delivery) => deliver(&hub, &codec, &delivery),
+                Ok(delivery) => deliver(&hub, &codec, vault.as_ref(), &delivery),
                 Err(e) => warn!(offset = m.offset(), error = %e, "undecodable delivery skipped"),
             }
         },
@@ -48,7 +49,12 @@ pub fn start(
 /// Pushes one delivery to the sockets it names that are connected here:
 /// an event (in seq order, through each socket's resume logic), or a typing
 /// or presence signal (as it comes).
-pub fn deliver(hub: &Hub, codec: &Codec, delivery: &Delivery) {
+pub fn deliver(
+    hub: &Hub,
+    codec: &Codec,
+    vault: Option<&Arc<vault::Vault>>,
+    delivery: &Delivery,
+) {
     let signal = match codec.record_of(&delivery.event) {
         Some(SchemaId::Typing) => codec
             .decode::<Typing>(&delivery.event)
@@ -68,13 +74,18 @@ pub fn deliver(hub: &Hub, codec: &Codec, delivery: &Delivery) {
         }
         return;
     }
-    let event: ChatEvent = match codec.decode(&delivery.event) {
+    let mut event: ChatEvent = match codec.decode(&delivery.event) {
         Ok(e) => e,
         Err(e) => {
             warn!(conversation_id = %delivery.conversation_id, seq = delivery.seq, error = %e, "undecodable event in delivery");
             return;
         }
     };
+    // Opened here, on the way to the sockets: what the router and the
+    // inbox topic carry stays sealed.
+    if let Some(vault) = vault {
+        vault.open_event_now(&mut event);
+    }
     let frame: Arc<str> = frames::event(&event, delivery.seq).into();
     for device in &delivery.devices {
         if let Some(socket) = hub.get(device) {

@@ -119,7 +119,7 @@ async fn fill(
     let before = below.or(head.map(|h| h + 1));
     let mut sent = 0;
     loop {
-        let page = gw
+        let mut page = gw
             .store
             .messages(
                 cid,
@@ -130,6 +130,7 @@ async fn fill(
                 },
             )
             .await?;
+        gw.open_messages(&mut page.messages).await?;
         for m in &page.messages {
             let frame = frames::stored_message_event(m);
             if !socket.room_for(frame.len()).await {
