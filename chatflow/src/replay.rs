@@ -10,7 +10,7 @@
 //! batch done twice changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,10 @@ pub struct ReplayArgs {
     /// The event-log archive the archiver writes.
     #[arg(long, env = "CHATFLOW_ARCHIVE", default_value = "file://archive")]
     pub archive: String,
+    /// The master key of the users' data keys (the indexer opens sealed
+    /// messages with them); default `<data-dir>/master-key`.
+    #[arg(long, env = "CHATFLOW_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
     /// Records handed to the stage at once.
     #[arg(long, default_value_t = 2000)]
     pub batch: usize,
@@ -195,7 +199,11 @@ impl Outcome {
 }
 
 /// Opens the fresh target of `model` and the stage that writes it, as live.
-pub async fn target_stage(model: Model, into: &str) -> anyhow::Result<Arc<dyn Stage>> {
+pub async fn target_stage(
+    model: Model,
+    into: &str,
+    vault: Option<Arc<vault::Vault>>,
+) -> anyhow::Result<Arc<dyn Stage>> {
     Ok(match model {
         Model::Persister => Arc::new(persister::Persister::new(
             store::open(into)
@@ -206,6 +214,7 @@ pub async fn target_stage(model: Model, into: &str) -> anyhow::Result<Arc<dyn St
             search::open(into)
                 .await
                 .with_context(|| format!("opening the index {into}"))?,
+            vault,
         )),
     })
 }
@@ -213,8 +222,10 @@ pub async fn target_stage(model: Model, into: &str) -> anyhow::Result<Arc<dyn St
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     crate::serve::enter_data_dir(&args.data.data_dir)?;
     cli::use_schema_registry(&args.registry).await?;
-    let stage = target_stage(args.model, &args.into).await?;
     let archive = archive::open(&args.archive).await?;
+    let master = vault::MasterKey::configured(args.master_key.as_deref(), Path::new("."))?;
+    let vault = Arc::new(vault::Vault::new(archive.clone(), master));
+    let stage = target_stage(args.model, &args.into, Some(vault)).await?;
     let plan = Plan {
         model: args.model,
         into: &args.into,
@@ -436,9 +447,13 @@ mod tests {
     async fn a_gap_between_the_archive_and_the_broker_stops_the_replay() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("target");
-        let stage = target_stage(Model::Persister, &format!("fjall://{}", target.display()))
-            .await
-            .unwrap();
+        let stage = target_stage(
+            Model::Persister,
+            &format!("fjall://{}", target.display()),
+            None,
+        )
+        .await
+        .unwrap();
         let archive_dir = dir.path().join("archive");
         let archive = archive::open(&format!("file://{}", archive_dir.display()))
             .await

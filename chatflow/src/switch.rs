@@ -148,7 +148,10 @@ async fn switch(node: &Node, model: Model, into: &str) -> anyhow::Result<String>
                     .await
                     .with_context(|| format!("opening the index {into}"))
             };
-            let stage = |target| Arc::new(indexer::Indexer::new(target)) as Arc<dyn Stage>;
+            let vault = node.vault().await?;
+            let stage = |target| {
+                Arc::new(indexer::Indexer::new(target, Some(vault.clone()))) as Arc<dyn Stage>
+            };
             swap(node, model, into, &switch, open, stage).await
         }
     }

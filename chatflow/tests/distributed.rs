@@ -19,6 +19,8 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The deployment's master key (base64 of 32 bytes).
+const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SECRET: &str = "distributed-test-secret";
 const MESSAGES: usize = 2000;
 const SENDERS: usize = 4;
@@ -204,10 +206,21 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
     let store = format!("dynamodb://chatflow?endpoint=http://{dynamo}");
     run_ok(Command::new(bin("chatflow")).args(["admin", "create-table", "--store", &store]));
 
+    // Every process shares the users' keys: one archive, one master key.
+    let archive = format!("file://{}", logs.join("archive").display());
     let common = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["--kafka", &kafka.to_string(), "--store", &store]
-            .map(String::from)
-            .to_vec();
+        let mut v: Vec<String> = [
+            "--kafka",
+            &kafka.to_string(),
+            "--store",
+            &store,
+            "--archive",
+            &archive,
+            "--master-key",
+            MASTER_KEY,
+        ]
+        .map(String::from)
+        .to_vec();
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
@@ -242,16 +255,13 @@ async fn stages_as_processes_on_two_nodes_survive_each_stage_killed_in_turn() {
         .to_vec();
     router_args.extend(common(&["--kafka-option", "group.instance.id=router-0"]));
     let router = Proc::spawn("router", &bin("chatflow"), &router_args, logs);
-    let indexer_args = [
-        "--kafka",
-        &kafka.to_string(),
+    // The indexer opens sealed messages with the users' keys.
+    let indexer_args = common(&[
         "--search",
         &search,
         "--kafka-option",
         "group.instance.id=indexer-0",
-    ]
-    .map(String::from)
-    .to_vec();
+    ]);
     let indexer = Proc::spawn("indexer", &bin("indexer"), &indexer_args, logs);
     wait_port(n1, "ingest n1").await;
     wait_port(n2, "ingest n2").await;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use archive::Archive;
-use vault::{MasterKey, Vault};
 use chat::presence::PresenceView;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -17,6 +16,7 @@ use store::{Store, Tiered};
 use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Stage};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
+use vault::{MasterKey, Vault};
 
 use crate::switch::Switch;
 use crate::{
@@ -265,10 +265,8 @@ impl Node {
         let vault = self
             .vault
             .get_or_try_init(|| async {
-                let master = match &self.args.master_key {
-                    Some(text) => MasterKey::from_base64(text)?,
-                    None => MasterKey::load_or_create(&self.data_dir().join("master-key"))?,
-                };
+                let master =
+                    MasterKey::configured(self.args.master_key.as_deref(), self.data_dir())?;
                 anyhow::Ok(Arc::new(Vault::new(self.archive().await?, master)))
             })
             .await

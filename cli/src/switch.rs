@@ -190,4 +190,9 @@ impl SearchIndex for Switch<dyn SearchIndex> {
     async fn get(&self, conversation_id: &str, seq: i64) -> search::Result<Option<MessageDoc>> {
         self.current().get(conversation_id, seq).await
     }
+
+    async fn erase_sender(&self, sender_id: &str) -> search::Result<usize> {
+        let _writing = self.writes.read().await;
+        self.current().erase_sender(sender_id).await
+    }
 }

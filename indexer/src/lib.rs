@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use chat::twins::Twins;
 use schemas::{ChatEvent, Codec, Payload};
 use search::{IndexOp, MessageDoc, SearchIndex};
-use streams::{Record, Rejection, Stage, StageError};
+use streams::{DecodeError, Record, Rejection, Stage, StageError};
+use vault::Vault;
 
 pub use service::{IndexerArgs, Service};
 
@@ -19,17 +20,48 @@ pub const GROUP: &str = "indexer";
 
 pub struct Indexer {
     index: Arc<dyn SearchIndex>,
+    /// Opens sealed message content for indexing; none: the log is taken
+    /// as it is.
+    vault: Option<Arc<Vault>>,
     codec: Codec,
     twins: Mutex<Twins>,
 }
 
 impl Indexer {
-    pub fn new(index: Arc<dyn SearchIndex>) -> Self {
+    pub fn new(index: Arc<dyn SearchIndex>, vault: Option<Arc<Vault>>) -> Self {
         Indexer {
             index,
+            vault,
             codec: Codec::new(),
             twins: Mutex::default(),
         }
+    }
+
+    /// The batch decoded, sealed content opened. An erased user's content
+    /// comes back as `None`: nothing of it is indexed.
+    async fn open(
+        &self,
+        batch: &[Record],
+    ) -> Result<Vec<Result<Option<ChatEvent>, DecodeError>>, StageError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for record in batch {
+            let mut event = match record.decode::<ChatEvent>(&self.codec) {
+                Ok(event) => event,
+                Err(reason) => {
+                    out.push(Err(reason));
+                    continue;
+                }
+            };
+            let erased = match &self.vault {
+                Some(vault) => vault
+                    .open_event(&mut event)
+                    .await
+                    .map_err(|e| StageError(format!("opening sealed content: {e}")))?,
+                None => false,
+            };
+            out.push(Ok((!erased).then_some(event)));
+        }
+        Ok(out)
     }
 }
 
@@ -40,14 +72,20 @@ impl Stage for Indexer {
         // The batch index of the record each op came from.
         let mut origin = Vec::new();
         let mut rejected = Vec::new();
+        let mut erased_users = Vec::new();
+        let opened = self.open(batch).await?;
         {
             let mut twins = self.twins.lock().unwrap_or_else(|e| e.into_inner());
-            for (index, record) in batch.iter().enumerate() {
-                let decoded = record.decode::<ChatEvent>(&self.codec);
+            for (index, (record, decoded)) in batch.iter().zip(opened).enumerate() {
                 match decoded {
+                    // An erased user's message: not indexed.
+                    Ok(None) => {}
                     // Not a second document for one message.
-                    Ok(event) if twins.is_second_copy(record.offset, &event) => {}
-                    Ok(event) => {
+                    Ok(Some(event)) if twins.is_second_copy(record.offset, &event) => {}
+                    Ok(Some(event)) => {
+                        if let Payload::UserErased(e) = &event.payload {
+                            erased_users.push(e.user_id.clone());
+                        }
                         if let Some(op) = to_op(record.offset, event) {
                             ops.push(op);
                             origin.push(index);
@@ -58,7 +96,20 @@ impl Stage for Indexer {
             }
         }
         let count = ops.len() as u64;
-        match self.index.apply(ops).await {
+        let applied = self.index.apply(ops).await;
+        if applied.is_ok() {
+            for user in &erased_users {
+                match self.index.erase_sender(user).await {
+                    Ok(n) => tracing::info!(
+                        user,
+                        documents = n,
+                        "erased a user's messages from the index"
+                    ),
+                    Err(e) => return Err(StageError(format!("erasing {user}: {e}"))),
+                }
+            }
+        }
+        match applied {
             Ok(refused) => {
                 metrics::counter!("chatflow_indexer_ops_total").increment(count);
                 rejected.extend(refused.into_iter().filter_map(|r| {

@@ -42,6 +42,7 @@ impl cli::Service for Service {
         let index = node.search().await?.context("no search index")?;
         let fetch_wait = node.args.fetch.index_fetch_wait();
         let spec = node.events_spec(GROUP, self.0.max_batch, fetch_wait);
-        Ok(node.run_stage(spec, Arc::new(Indexer::new(index)), shutdown))
+        let vault = node.vault().await?;
+        Ok(node.run_stage(spec, Arc::new(Indexer::new(index, Some(vault))), shutdown))
     }
 }

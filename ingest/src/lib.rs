@@ -75,6 +75,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(api::messages::receipts),
         )
         .route("/v1/users/{uid}/presence", get(api::people::presence))
+        .route("/v1/users/{uid}", delete(api::account::erase))
         .route("/v1/devices", post(api::people::register_device))
         .route(
             "/v1/devices/{device_id}",

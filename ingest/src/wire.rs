@@ -428,3 +428,14 @@ pub struct Ack {
     pub conversation_id: String,
     pub sent_at: String,
 }
+
+/// An erasure done: nothing the user sealed opens any more.
+#[derive(Serialize, ToSchema)]
+pub struct UserErased {
+    pub user_id: String,
+    /// The `user_erased` event on the user's stream.
+    pub event_seq: i64,
+    pub erased_at: String,
+    pub files_removed: usize,
+    pub devices_removed: usize,
+}

@@ -84,6 +84,8 @@ pub struct Notifier {
     /// Tokens a provider called dead, skipped until the store has their
     /// removal: (user, device, token).
     dead: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// Opens sealed message text, when pushes show it.
+    vault: Option<Arc<vault::Vault>>,
 }
 
 fn count(reason: &'static str) {
@@ -109,7 +111,14 @@ impl Notifier {
             sent: Default::default(),
             removals,
             dead: Default::default(),
+            vault: None,
         }
+    }
+
+    /// Opens sealed message text for pushes that show it.
+    pub fn with_vault(mut self, vault: Arc<vault::Vault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// Waits (a while) for the store to hold the event: members, mutes and
@@ -399,13 +408,21 @@ impl Notifier {
     async fn handle(&self, batch: &[Record]) -> Result<Vec<Rejection>, StageError> {
         let mut rejected = Vec::new();
         for (index, record) in batch.iter().enumerate() {
-            let event: ChatEvent = match record.decode(&self.codec) {
+            let mut event: ChatEvent = match record.decode(&self.codec) {
                 Ok(e) => e,
                 Err(reason) => {
                     rejected.push(Rejection::new(index, reason));
                     continue;
                 }
             };
+            if self.config.show_body
+                && let Some(vault) = &self.vault
+            {
+                vault
+                    .open_event(&mut event)
+                    .await
+                    .map_err(|e| StageError(format!("opening sealed content: {e}")))?;
+            }
             match &event.payload {
                 // A silent message notifies nobody (it still counts as
                 // unread, which the store keeps).

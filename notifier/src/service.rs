@@ -156,7 +156,8 @@ impl cli::Service for Service {
             providers,
             config,
             Some(node.producer().await?),
-        );
+        )
+        .with_vault(node.vault().await?);
         let fetch_wait = args.push_fetch_wait;
         let tick =
             (args.push_window / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));

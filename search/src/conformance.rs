@@ -51,7 +51,9 @@ async fn an_erased_sender_leaves_nothing(index: &dyn SearchIndex) {
     assert_eq!(index.erase_sender("mallory").await.unwrap(), 2);
     let hits = index.search(&query).await.unwrap().hits;
     assert_eq!(
-        hits.iter().map(|h| h.sender_id.as_str()).collect::<Vec<_>>(),
+        hits.iter()
+            .map(|h| h.sender_id.as_str())
+            .collect::<Vec<_>>(),
         vec!["trent"]
     );
     assert_eq!(index.get(cid, 1).await.unwrap(), None);

@@ -399,11 +399,11 @@ impl SearchIndex for OpenSearchIndex {
                 .map_err(transient)?;
             let result = json_of(response, "bulk delete").await?;
             if result["errors"].as_bool() == Some(true) {
-                let failed = result["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|i| i["delete"]["status"].as_u64().is_some_and(|s| s >= 300 && s != 404));
+                let failed = result["items"].as_array().into_iter().flatten().find(|i| {
+                    i["delete"]["status"]
+                        .as_u64()
+                        .is_some_and(|s| s >= 300 && s != 404)
+                });
                 if let Some(item) = failed {
                     return Err(classify(
                         item["delete"]["status"].as_u64().unwrap_or(500) as u16,

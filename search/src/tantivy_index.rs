@@ -142,7 +142,8 @@ impl SearchIndex for TantivyIndex {
 
     async fn erase_sender(&self, sender_id: &str) -> Result<usize> {
         let sender = sender_id.to_owned();
-        self.blocking(move |inner| inner.erase_sender(&sender)).await
+        self.blocking(move |inner| inner.erase_sender(&sender))
+            .await
     }
 }
 

@@ -69,6 +69,15 @@ impl MasterKey {
             .map_err(|e| VaultError::MasterKey(e.to_string()))
     }
 
+    /// `--master-key` when given, else the data dir's `master-key` file
+    /// (made at first use).
+    pub fn configured(given: Option<&str>, data_dir: &Path) -> Result<MasterKey, VaultError> {
+        match given {
+            Some(text) => Self::from_base64(text),
+            None => Self::load_or_create(&data_dir.join("master-key")),
+        }
+    }
+
     /// The key in `path`, made (random, readable by its owner only) if
     /// there is none: embedded mode's default.
     pub fn load_or_create(path: &Path) -> Result<MasterKey, VaultError> {
@@ -368,14 +377,15 @@ impl Vault {
     }
 
     /// Opens a sealed event's content in place (a new message or an
-    /// edit); content of an erased user becomes [`ERASED`].
-    pub async fn open_event(&self, event: &mut ChatEvent) -> Result<(), VaultError> {
+    /// edit); content of an erased user becomes [`ERASED`], and then it
+    /// answers true.
+    pub async fn open_event(&self, event: &mut ChatEvent) -> Result<bool, VaultError> {
         let Some(key_id) = sealed_by(event) else {
-            return Ok(());
+            return Ok(false);
         };
         let key = self.opener(&event.actor.user_id, &key_id).await?;
         open_payload(key.as_deref(), &event.conversation_id, &mut event.payload);
-        Ok(())
+        Ok(key.is_none())
     }
 
     /// [`Vault::open_event`] for a caller that cannot wait (live delivery,

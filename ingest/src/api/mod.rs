@@ -2,6 +2,7 @@
 //! answers with the seq of the event it produced (`event_seq`), or `null`
 //! when there was nothing to change.
 
+pub mod account;
 pub mod admin;
 pub mod conversations;
 pub mod extract;

@@ -46,6 +46,7 @@ use crate::wire::ErrorBody;
         crate::api::admin::audit,
         crate::api::admin::analytics,
         crate::api::people::presence,
+        crate::api::account::erase,
         crate::api::people::register_device,
         crate::api::people::remove_device,
         crate::api::ops::healthz,

@@ -49,12 +49,7 @@ pub fn start(
 /// Pushes one delivery to the sockets it names that are connected here:
 /// an event (in seq order, through each socket's resume logic), or a typing
 /// or presence signal (as it comes).
-pub fn deliver(
-    hub: &Hub,
-    codec: &Codec,
-    vault: Option<&Arc<vault::Vault>>,
-    delivery: &Delivery,
-) {
+pub fn deliver(hub: &Hub, codec: &Codec, vault: Option<&Arc<vault::Vault>>, delivery: &Delivery) {
     let signal = match codec.record_of(&delivery.event) {
         Some(SchemaId::Typing) => codec
             .decode::<Typing>(&delivery.event)
