@@ -17,9 +17,10 @@ pub enum Reach {
 
 pub fn reach(payload: &Payload) -> Reach {
     match payload {
-        Payload::DeviceRegistered(_) | Payload::DeviceRemoved(_) | Payload::UserErased(_) => {
-            Reach::Nobody
-        }
+        Payload::DeviceRegistered(_)
+        | Payload::DeviceRemoved(_)
+        | Payload::UserErased(_)
+        | Payload::ExportRequested(_) => Reach::Nobody,
         Payload::MemberMuted(_) => Reach::Actor,
         _ => Reach::Members,
     }

@@ -200,3 +200,212 @@ async fn an_erased_user_leaves_no_plaintext_and_replay_reproduces_the_erasure() 
     // (The search works: bob's words are still in the index.)
     assert!(!files_containing(&data.join("search"), "okapi9c1").is_empty());
 }
+
+/// Asks for an export and waits until it is ready; returns its lines.
+async fn export(cf: &common::Chatflow, api: &Api, user: &str) -> Vec<Value> {
+    let (s, started) = api
+        .post(&format!("/v1/users/{user}/export"), json!({}))
+        .await;
+    assert_eq!(s, 202, "{started}");
+    assert_eq!(started["status"], "running");
+    let status_url = started["status_url"].as_str().unwrap().to_owned();
+    let begun = Instant::now();
+    let ready = loop {
+        let (s, state) = api.get(&status_url).await;
+        assert_eq!(s, 200, "{state}");
+        match state["status"].as_str().unwrap() {
+            "ready" => break state,
+            "running" => {}
+            other => panic!("export {other}: {state}"),
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "export never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let file = reqwest::get(cf.url(ready["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    let text = file.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ready["lines"], lines.len());
+    lines
+}
+
+fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_holds_exactly_the_users_data_and_shows_an_erasure() {
+    let (dir, cf, [alice, bob, carol]) = start(["alice", "bob", "carol"]).await;
+    let data = dir.path().join("data");
+    let admin = Api::new(
+        &cf,
+        &common::signed_token(
+            &std::fs::read(data.join("dev-secret")).unwrap(),
+            "root",
+            3600,
+            &["admin"],
+        ),
+    );
+    let group = alice.create_group(&["bob"]).await;
+    let (s, direct) = alice
+        .post(
+            "/v1/conversations",
+            json!({"kind": "direct", "members": ["carol"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{direct}");
+    let direct = direct["conversation_id"].as_str().unwrap().to_owned();
+    let elsewhere = bob.create_group(&["carol"]).await;
+    let (s, _) = alice
+        .post(
+            "/v1/devices",
+            json!({"device_id": "a-phone", "platform": "android", "push_token": "tok-alice"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    let a1 = post(&alice, &group, "a1", json!({"body": "alice one"})).await;
+    let (s, _) = alice
+        .call(
+            "PATCH",
+            &format!("/v1/conversations/{group}/messages/{a1}"),
+            Some(json!({"body": "alice one, edited"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let b1 = post(&bob, &group, "b1", json!({"body": "bob's own words"})).await;
+    let a2 = post(&alice, &direct, "a2", json!({"body": "alice to carol"})).await;
+    post(&carol, &direct, "c1", json!({"body": "carol's own words"})).await;
+    post(&bob, &elsewhere, "b2", json!({"body": "without alice"})).await;
+    for (api, cid, seq, emoji) in [(&alice, &group, b1, "👍"), (&bob, &group, a1, "🎉")] {
+        let (s, _) = api
+            .call(
+                "PUT",
+                &format!("/v1/conversations/{cid}/messages/{seq}/reactions/{emoji}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, _) = alice
+        .post(
+            &format!("/v1/conversations/{group}/read"),
+            json!({"seq": b1}),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Only the user or a global admin.
+    let (s, answer) = carol.post("/v1/users/alice/export", json!({})).await;
+    assert_eq!((s, code(&answer)), (403, "forbidden"), "{answer}");
+
+    // Give the store a moment to hold the reaction and the read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = export(&cf, &alice, "alice").await;
+    let profile = of_type(&lines, "profile");
+    assert_eq!(
+        (profile.len(), &profile[0]["user_id"], &profile[0]["erased"]),
+        (1, &json!("alice"), &json!(false))
+    );
+    let devices = of_type(&lines, "device");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["push_token"], "tok-alice");
+    let mut conversations: Vec<&str> = of_type(&lines, "conversation")
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap())
+        .collect();
+    conversations.sort();
+    let mut wanted = vec![group.as_str(), direct.as_str()];
+    wanted.sort();
+    assert_eq!(conversations, wanted, "not {elsewhere}");
+    let in_group = of_type(&lines, "conversation")
+        .into_iter()
+        .find(|c| c["conversation_id"] == group.as_str())
+        .unwrap();
+    assert_eq!(in_group["last_read_seq"], b1);
+    let mut messages: Vec<(String, i64, String)> = of_type(&lines, "message")
+        .iter()
+        .map(|m| {
+            (
+                m["conversation_id"].as_str().unwrap().to_owned(),
+                m["seq"].as_i64().unwrap(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    messages.sort();
+    let mut wanted = vec![
+        (direct.clone(), a2, "alice to carol".to_owned()),
+        (group.clone(), a1, "alice one, edited".to_owned()),
+    ];
+    wanted.sort();
+    assert_eq!(messages, wanted);
+    let a1_line = of_type(&lines, "message")
+        .into_iter()
+        .find(|m| m["seq"] == a1 && m["conversation_id"] == group.as_str())
+        .unwrap();
+    assert_eq!(a1_line["reactions"], json!({"🎉": ["bob"]}));
+    let reactions = of_type(&lines, "reaction");
+    assert_eq!(reactions.len(), 1);
+    assert_eq!(
+        (&reactions[0]["seq"], &reactions[0]["emoji"]),
+        (&json!(b1), &json!("👍"))
+    );
+    let everything: String = lines.iter().map(Value::to_string).collect();
+    for theirs in ["bob's own words", "carol's own words", "without alice"] {
+        assert!(!everything.contains(theirs), "{theirs} is not alice's");
+    }
+    // Someone else's export is not found under another user.
+    let export_id = {
+        let (_, started) = alice.post("/v1/users/alice/export", json!({})).await;
+        started["export_id"].as_str().unwrap().to_owned()
+    };
+    let (s, _) = bob.get(&format!("/v1/users/bob/exports/{export_id}")).await;
+    assert_eq!(s, 404);
+
+    // The audit log lists the exports; after an erasure an export (by a
+    // global admin) shows her content erased.
+    let begun = Instant::now();
+    loop {
+        let (s, audit) = admin.get("/v1/admin/audit?action=export_requested").await;
+        assert_eq!(s, 200);
+        let entries = audit["entries"].as_array().unwrap();
+        if entries.len() == 2 {
+            assert!(
+                entries
+                    .iter()
+                    .all(|e| e["actor"] == "alice" && e["target"] == "alice")
+            );
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(10), "{audit}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, _) = admin.call("DELETE", "/v1/users/alice", None).await;
+    assert_eq!(s, 200);
+    let lines = export(&cf, &admin, "alice").await;
+    assert_eq!(of_type(&lines, "profile")[0]["erased"], true);
+    let bodies: Vec<&Value> = of_type(&lines, "message")
+        .iter()
+        .map(|m| &m["body"])
+        .collect();
+    assert_eq!(bodies, vec![&json!("[erased]"), &json!("[erased]")]);
+    assert!(
+        of_type(&lines, "device").is_empty(),
+        "her devices went with her"
+    );
+}

@@ -76,6 +76,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/v1/users/{uid}/presence", get(api::people::presence))
         .route("/v1/users/{uid}", delete(api::account::erase))
+        .route("/v1/users/{uid}/export", post(api::account::start_export))
+        .route(
+            "/v1/users/{uid}/exports/{export_id}",
+            get(api::account::export_state),
+        )
         .route("/v1/devices", post(api::people::register_device))
         .route(
             "/v1/devices/{device_id}",

@@ -389,9 +389,98 @@ impl Uploads {
     }
 }
 
+/// `exports/<id>.json`: where an export of a user's data stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportStatus {
+    pub owner: String,
+    /// running, ready or failed.
+    pub status: String,
+    pub started_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 impl Uploads {
-    /// Removes every upload of `owner`'s, referenced or not (erasure);
-    /// returns how many.
+    pub async fn put_export_status(&self, id: &str, status: &ExportStatus) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(status).unwrap_or_default();
+        self.archive
+            .put(&format!("exports/{id}.json"), Bytes::from(bytes))
+            .await
+            .map_err(storage)
+    }
+
+    pub async fn export_status(&self, id: &str) -> Result<Option<ExportStatus>, ApiError> {
+        if validate::named_id("export_id", id).is_err() {
+            return Ok(None);
+        }
+        let bytes = self
+            .archive
+            .get(&format!("exports/{id}.json"))
+            .await
+            .map_err(storage)?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// A stored upload as an attachment (for its download link).
+    pub async fn read_meta_as_attachment(
+        &self,
+        id: &str,
+    ) -> Result<Option<schemas::Attachment>, ApiError> {
+        let Some(meta) = self.meta(id).await? else {
+            return Ok(None);
+        };
+        let Some(size) = self.archive.head(&data_key(id)).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        Ok(Some(schemas::Attachment {
+            id: id.to_owned(),
+            name: meta.name,
+            content_type: meta.content_type,
+            size: size as i64,
+            thumbnail: None,
+        }))
+    }
+
+    /// Keeps a file the server made for `owner` (an export) as one of
+    /// their uploads that no message references: swept after `ttl`.
+    pub async fn put_generated(
+        &self,
+        id: &str,
+        owner: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<schemas::Attachment, ApiError> {
+        let meta = Meta {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+            content_type: content_type.to_owned(),
+            size: bytes.len() as u64,
+            created_at: schemas::now_millis(),
+        };
+        let size = bytes.len() as i64;
+        self.archive
+            .put(&data_key(id), bytes)
+            .await
+            .map_err(storage)?;
+        let json = serde_json::to_vec(&meta).unwrap_or_default();
+        self.archive
+            .put(&meta_key(id), Bytes::from(json))
+            .await
+            .map_err(storage)?;
+        Ok(schemas::Attachment {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            content_type: content_type.to_owned(),
+            size,
+            thumbnail: None,
+        })
+    }
+
+    /// Removes every upload of `owner`'s, referenced or not, and their
+    /// exports (erasure); returns how many uploads.
     pub async fn erase_owner(&self, owner: &str) -> Result<usize, ArchiveError> {
         let objects = self.archive.list("uploads/").await?;
         let mut erased = 0;
@@ -411,6 +500,14 @@ impl Uploads {
             // The record last: an erasure cut short is finished by the next.
             self.archive.delete(&meta.key).await?;
             erased += 1;
+        }
+        for status in self.archive.list("exports/").await? {
+            let Some(bytes) = self.archive.get(&status.key).await? else {
+                continue;
+            };
+            if serde_json::from_slice::<ExportStatus>(&bytes).is_ok_and(|s| s.owner == owner) {
+                self.archive.delete(&status.key).await?;
+            }
         }
         Ok(erased)
     }

@@ -439,3 +439,24 @@ pub struct UserErased {
     pub files_removed: usize,
     pub devices_removed: usize,
 }
+
+/// An export of a user's data: `running`, then `ready` (with a link, for
+/// a while), `failed` or, once swept, `expired`.
+#[derive(Serialize, ToSchema)]
+pub struct ExportState {
+    pub user_id: String,
+    pub export_id: String,
+    pub status: String,
+    pub status_url: String,
+    /// JSON lines in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -53,7 +53,8 @@ impl Stage for Persister {
 /// The audit-log entry of an administrative event (`GET /v1/admin/audit`):
 /// a change to a conversation, its members or their roles, a message
 /// deleted or pinned (the store leaves out a sender deleting their own),
-/// a device removed. Joining and leaving are not administrative.
+/// a device removed, a user erased or exported. Joining and leaving are
+/// not administrative.
 pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
     let entry = |target: Option<String>, detail: Option<String>| {
         Some(Mutation::Audit {
@@ -83,6 +84,7 @@ pub fn audit_of(actor: &str, payload: &Payload) -> Option<Mutation> {
         ),
         Payload::DeviceRemoved(p) => entry(Some(p.device_id.clone()), None),
         Payload::UserErased(p) => entry(Some(p.user_id.clone()), None),
+        Payload::ExportRequested(p) => entry(Some(p.user_id.clone()), Some(p.export_id.clone())),
         _ => None,
     }
 }
@@ -94,7 +96,7 @@ pub fn to_write(seq: i64, event: ChatEvent) -> EventWrite {
     let mutation = match event.payload {
         // Its audit entry is all the store keeps of it: the key is gone
         // already, and the gateway removed the user's devices before.
-        Payload::UserErased(_) => None,
+        Payload::UserErased(_) | Payload::ExportRequested(_) => None,
         Payload::ConversationCreated(p) => Some(Mutation::CreateConversation {
             kind: p.kind,
             name: p.name,

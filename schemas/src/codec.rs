@@ -337,6 +337,7 @@ impl Record for ChatEvent {
             Payload::DeviceRemoved(p) => branch(14, p),
             Payload::MessagePinned(p) => branch(15, p),
             Payload::UserErased(p) => branch(16, p),
+            Payload::ExportRequested(p) => branch(17, p),
         }?;
         Ok(Value::Record(vec![
             ("event_id".into(), Value::String(self.event_id.clone())),
@@ -376,6 +377,7 @@ impl Record for ChatEvent {
                     14 => Payload::DeviceRemoved(from(v)?),
                     15 => Payload::MessagePinned(from(v)?),
                     16 => Payload::UserErased(from(v)?),
+                    17 => Payload::ExportRequested(from(v)?),
                     other => return Err(CodecError::UnknownBranch(other as usize)),
                 }
             }

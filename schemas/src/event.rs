@@ -42,6 +42,7 @@ pub enum Payload {
     DeviceRemoved(DeviceRemoved),
     MessagePinned(MessagePinned),
     UserErased(UserErased),
+    ExportRequested(ExportRequested),
 }
 
 impl Payload {
@@ -65,6 +66,7 @@ impl Payload {
             Payload::DeviceRemoved(_) => "device_removed",
             Payload::MessagePinned(_) => "message_pinned",
             Payload::UserErased(_) => "user_erased",
+            Payload::ExportRequested(_) => "export_requested",
         }
     }
 }
@@ -147,6 +149,14 @@ pub struct MessageEdited {
     /// As [`MessagePosted::sealed`], for the new body (v3).
     #[serde(default)]
     pub sealed: Option<String>,
+}
+
+/// Someone asked for an export of the user's data (GDPR, v3): for the
+/// audit log. On the user's own stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRequested {
+    pub user_id: String,
+    pub export_id: String,
 }
 
 /// The user's key was deleted (GDPR erasure, v3): what they sealed is

@@ -13,10 +13,10 @@ mod versions;
 pub use codec::{Codec, CodecError, Record};
 pub use event::{
     Actor, Attachment, ChatEvent, ConversationCreated, ConversationUpdated, DeliveredUpTo,
-    Delivery, DevicePresence, DeviceRegistered, DeviceRemoved, MemberAdded, MemberMuted,
-    MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited, MessagePinned,
-    MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing, UserErased,
-    user_stream,
+    Delivery, DevicePresence, DeviceRegistered, DeviceRemoved, ExportRequested, MemberAdded,
+    MemberMuted, MemberRemoved, MemberRoleChanged, MemberSpec, MessageDeleted, MessageEdited,
+    MessagePinned, MessagePosted, Payload, ReactionAdded, ReactionRemoved, ReadUpTo, Typing,
+    UserErased, user_stream,
 };
 pub use versions::{RegistryIds, SchemaId, VERSIONS, Version};
 

@@ -47,6 +47,8 @@ use crate::wire::ErrorBody;
         crate::api::admin::analytics,
         crate::api::people::presence,
         crate::api::account::erase,
+        crate::api::account::start_export,
+        crate::api::account::export_state,
         crate::api::people::register_device,
         crate::api::people::remove_device,
         crate::api::ops::healthz,
