@@ -11,6 +11,7 @@ async fn the_directory_backend_conforms() {
     archive::conformance::run(archive.clone()).await;
     let direct = archive::FileArchive::open(dir.path().join("archive")).expect("open");
     archive::conformance::run(Arc::new(direct)).await;
+    archive::conformance::created_once_under_a_race(archive.clone()).await;
     assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 

@@ -69,6 +69,32 @@ fn main() {
             let open = started.elapsed().as_nanos() as f64 / f64::from(ROUNDS);
             (seal, open, codec.encode(&sealed).unwrap().len())
         });
+        if size == 100 {
+            // What one attachment adds to a message event (name, type,
+            // size, a 1 KiB thumbnail), plaintext and sealed.
+            let mut with_file = plain.clone();
+            if let Payload::MessagePosted(p) = &mut with_file.payload {
+                p.attachments.push(schemas::Attachment {
+                    id: "01J0000000000000000000000U".into(),
+                    name: "holiday photo.jpg".into(),
+                    content_type: "image/jpeg".into(),
+                    size: 2_400_000,
+                    thumbnail: Some("A".repeat(1368)),
+                });
+            }
+            let file_bytes = codec.encode(&with_file).unwrap().len();
+            let sealed_file_bytes = runtime.block_on(async {
+                let Payload::MessagePosted(p) = &mut with_file.payload else {
+                    unreachable!()
+                };
+                vault.seal_posted("alice", "g:1", p).await.unwrap();
+                codec.encode(&with_file).unwrap().len()
+            });
+            println!(
+                "one attachment (1 KiB thumbnail): event {plain_bytes} B → {file_bytes} B plaintext, \
+                 {sealed_file_bytes} B sealed"
+            );
+        }
         println!(
             "body {size:>5} B: seal {:>6.2} µs, open {:>6.2} µs (each with a clone of the event), \
              event {plain_bytes} B → {sealed_bytes} B (+{} B, +{:.0} %)",
