@@ -13,7 +13,7 @@ use crate::{Archive, ArchiveError, ObjectInfo, Result, check_key, check_prefix};
 /// Files being written start with this (never a valid key segment).
 const TEMP: &str = "~tmp-";
 
-/// Names the staged copies of concurrent `put_if_absent` calls apart.
+/// Names the temporary files of concurrent writes apart.
 static NEXT_STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub struct FileArchive {
@@ -59,7 +59,14 @@ fn put_durably(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("object");
-    let temp = dir.join(format!("{TEMP}{}-{name}", std::process::id()));
+    // Named apart from every other write in flight, of this key too (a
+    // put whose caller was aborted goes on in its blocking thread while a
+    // new put of the same key starts).
+    let temp = dir.join(format!(
+        "{TEMP}{}-{}-{name}",
+        std::process::id(),
+        NEXT_STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut file = match std::fs::File::create(&temp) {
         // A delete removed the directory as it emptied it: once more.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Api, Ws, code, post, start};
+use common::{Api, Ws, admin_token, code, post, start};
 use serde_json::{Value, json};
 
 async fn conversation(api: &Api, cid: &str) -> Value {
@@ -20,11 +20,6 @@ fn role_of(conv: &Value, user: &str) -> Option<String> {
         .iter()
         .find(|m| m["user_id"] == user)
         .map(|m| m["role"].as_str().unwrap().to_owned())
-}
-
-fn admin_token(data: &std::path::Path, user: &str) -> String {
-    let secret = std::fs::read(data.join("dev-secret")).unwrap();
-    common::signed_token(&secret, user, 3600, &["admin"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,15 +158,7 @@ async fn an_erased_user_leaves_no_plaintext_and_replay_reproduces_the_erasure() 
     assert_eq!(search_hits(&bob, "okapi9c1").await.len(), 1);
 
     // The audit log has the erasure.
-    let admin = Api::new(
-        &cf,
-        &common::signed_token(
-            &std::fs::read(data.join("dev-secret")).unwrap(),
-            "root",
-            3600,
-            &["admin"],
-        ),
-    );
+    let admin = Api::new(&cf, &common::admin_token(&data, "root"));
     let (s, audit) = admin.get("/v1/admin/audit?action=user_erased").await;
     assert_eq!(s, 200, "{audit}");
     let entries = audit["entries"].as_array().unwrap();
@@ -251,15 +243,7 @@ fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
 async fn an_export_holds_exactly_the_users_data_and_shows_an_erasure() {
     let (dir, cf, [alice, bob, carol]) = start(["alice", "bob", "carol"]).await;
     let data = dir.path().join("data");
-    let admin = Api::new(
-        &cf,
-        &common::signed_token(
-            &std::fs::read(data.join("dev-secret")).unwrap(),
-            "root",
-            3600,
-            &["admin"],
-        ),
-    );
+    let admin = Api::new(&cf, &common::admin_token(&data, "root"));
     let group = alice.create_group(&["bob"]).await;
     let (s, direct) = alice
         .post(

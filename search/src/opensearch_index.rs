@@ -152,6 +152,19 @@ impl OpenSearchIndex {
         Ok(())
     }
 
+    /// One bulk request, visible to searches when it returns.
+    async fn bulk(&self, body: Vec<JsonBody<Value>>, what: &str) -> Result<Value> {
+        let response = self
+            .client
+            .bulk(BulkParts::Index(&self.index))
+            .refresh(Refresh::WaitFor)
+            .body(body)
+            .send()
+            .await
+            .map_err(transient)?;
+        json_of(response, what).await
+    }
+
     async fn fetch(&self, ids: Vec<String>) -> Result<HashMap<String, MessageDoc>> {
         let mut out = HashMap::new();
         if ids.is_empty() {
@@ -236,15 +249,7 @@ impl SearchIndex for OpenSearchIndex {
             );
             body.push(json!(doc).into());
         }
-        let response = self
-            .client
-            .bulk(BulkParts::Index(&self.index))
-            .refresh(Refresh::WaitFor)
-            .body(body)
-            .send()
-            .await
-            .map_err(transient)?;
-        let result = json_of(response, "bulk").await?;
+        let result = self.bulk(body, "bulk").await?;
         let mut rejected = Vec::new();
         let items = result["items"].as_array().cloned().unwrap_or_default();
         for ((op, _), item) in writes.iter().zip(items) {
@@ -389,15 +394,7 @@ impl SearchIndex for OpenSearchIndex {
                 .iter()
                 .map(|id| json!({"delete": {"_id": id}}).into())
                 .collect();
-            let response = self
-                .client
-                .bulk(BulkParts::Index(&self.index))
-                .refresh(Refresh::WaitFor)
-                .body(body)
-                .send()
-                .await
-                .map_err(transient)?;
-            let result = json_of(response, "bulk delete").await?;
+            let result = self.bulk(body, "bulk delete").await?;
             if result["errors"].as_bool() == Some(true) {
                 let failed = result["items"].as_array().into_iter().flatten().find(|i| {
                     i["delete"]["status"]

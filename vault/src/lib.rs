@@ -428,21 +428,9 @@ impl Vault {
                 return Ok(());
             }
         };
-        let cid = m.conversation_id.clone();
-        let open = |text: &str| match &key {
-            Some(key) => key
-                .open(&cid, text)
-                .unwrap_or_else(|| UNREADABLE.to_owned()),
-            None => ERASED.to_owned(),
-        };
-        m.body = m.body.as_deref().map(open);
-        for a in &mut m.attachments {
-            a.name = open(&a.name);
-            a.thumbnail = match &key {
-                Some(key) => a.thumbnail.as_ref().and_then(|t| key.open(&cid, t)),
-                None => None,
-            };
-        }
+        let (key, cid) = (key.as_deref(), m.conversation_id.as_str());
+        m.body = m.body.as_deref().map(|b| open_text(key, cid, b));
+        open_attachments(key, cid, &mut m.attachments);
         if key.is_none() {
             erase_message(m);
         }
@@ -460,31 +448,36 @@ fn sealed_by(event: &ChatEvent) -> Option<String> {
     }
 }
 
-fn open_payload(key: Option<&UserKey>, conversation_id: &str, payload: &mut Payload) {
-    let open = |text: &str| match key {
-        Some(key) => key
-            .open(conversation_id, text)
-            .unwrap_or_else(|| UNREADABLE.to_owned()),
+/// Sealed text opened with its key: [`ERASED`] when the key is gone,
+/// [`UNREADABLE`] when it does not open.
+fn open_text(key: Option<&UserKey>, aad: &str, text: &str) -> String {
+    match key {
+        Some(key) => key.open(aad, text).unwrap_or_else(|| UNREADABLE.to_owned()),
         None => ERASED.to_owned(),
+    }
+}
+
+/// Names and thumbnails opened; an erased sender's files are gone.
+fn open_attachments(key: Option<&UserKey>, aad: &str, attachments: &mut Vec<schemas::Attachment>) {
+    let Some(key) = key else {
+        attachments.clear();
+        return;
     };
+    for a in attachments {
+        a.name = open_text(Some(key), aad, &a.name);
+        a.thumbnail = a.thumbnail.as_ref().and_then(|t| key.open(aad, t));
+    }
+}
+
+fn open_payload(key: Option<&UserKey>, conversation_id: &str, payload: &mut Payload) {
     match payload {
         Payload::MessagePosted(p) => {
-            p.body = open(&p.body);
-            for a in &mut p.attachments {
-                a.name = open(&a.name);
-                a.thumbnail = key.and_then(|k| {
-                    a.thumbnail
-                        .as_ref()
-                        .and_then(|t| k.open(conversation_id, t))
-                });
-            }
-            if key.is_none() {
-                p.attachments.clear();
-            }
+            p.body = open_text(key, conversation_id, &p.body);
+            open_attachments(key, conversation_id, &mut p.attachments);
             p.sealed = None;
         }
         Payload::MessageEdited(e) => {
-            e.body = open(&e.body);
+            e.body = open_text(key, conversation_id, &e.body);
             e.sealed = None;
         }
         _ => {}

@@ -564,6 +564,13 @@ pub fn text(o: &std::process::Output) -> String {
 
 /// A JWT for `sub` signed with `secret` (HS256), expiring `exp_in` seconds
 /// from now (negative: already expired), with `roles` when given.
+/// A global admin's token (JWT `roles: ["admin"]`) for the chatflow whose
+/// data dir is `data` (signed with its dev secret).
+pub fn admin_token(data: &Path, user: &str) -> String {
+    let secret = std::fs::read(data.join("dev-secret")).unwrap();
+    signed_token(&secret, user, 3600, &["admin"])
+}
+
 pub fn signed_token(secret: &[u8], sub: &str, exp_in: i64, roles: &[&str]) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
