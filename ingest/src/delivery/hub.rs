@@ -218,6 +218,10 @@ impl Socket {
     }
 }
 
+fn open_gauge(open: usize) {
+    metrics::gauge!("chatflow_gateway_sockets_open").set(open as f64);
+}
+
 /// This node's sockets by `user/device`.
 #[derive(Default)]
 pub struct Hub {
@@ -227,29 +231,28 @@ pub struct Hub {
 impl Hub {
     /// Registers a socket; an older socket of the same device is closed.
     pub fn register(&self, socket: Arc<Socket>) {
-        let old = self
-            .sockets
-            .write()
-            .ok()
-            .and_then(|mut s| s.insert(socket.key(), socket));
+        let old = self.sockets.write().ok().and_then(|mut s| {
+            let old = s.insert(socket.key(), socket);
+            // Set under the lock: two registers racing would otherwise each
+            // read a length and the older reading could be written last.
+            open_gauge(s.len());
+            old
+        });
         if let Some(old) = old {
             old.close(4001, "replaced by a newer connection of this device");
         }
-        metrics::gauge!("chatflow_gateway_sockets_open").set(self.len() as f64);
     }
 
     /// Removes the socket if it is still the device's current one; true if so.
     pub fn unregister(&self, socket: &Socket) -> bool {
-        let removed = self.sockets.write().is_ok_and(|mut s| {
-            if s.get(&socket.key()).is_some_and(|cur| cur.id == socket.id) {
+        self.sockets.write().is_ok_and(|mut s| {
+            let current = s.get(&socket.key()).is_some_and(|cur| cur.id == socket.id);
+            if current {
                 s.remove(&socket.key());
-                true
-            } else {
-                false
+                open_gauge(s.len());
             }
-        });
-        metrics::gauge!("chatflow_gateway_sockets_open").set(self.len() as f64);
-        removed
+            current
+        })
     }
 
     pub fn get(&self, device_key: &str) -> Option<Arc<Socket>> {
