@@ -131,6 +131,13 @@ pub struct FetchArgs {
     /// up to this much is processed again (the sinks are idempotent).
     #[arg(long, env = "CHATFLOW_COMMIT_INTERVAL_MS", default_value_t = 1000)]
     pub commit_interval_ms: u64,
+    /// Where one process runs several stages on every partition (embedded
+    /// mode), one consumer reads `chat.events` for all of them, so that
+    /// the broker serves each record once instead of once per stage; each
+    /// stage still keeps its own group's offsets. `false`: a consumer per
+    /// stage, as in distributed mode.
+    #[arg(long, env = "CHATFLOW_SHARED_READ", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shared_read: bool,
 }
 
 /// The gateway's listener, identity and limits.

@@ -13,7 +13,7 @@ use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use search::SearchIndex;
 use store::{Store, Tiered};
-use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Stage};
+use streams::{Assignment, ConsumerSpec, KafkaConfig, Producer, Record, SharedRead, Stage};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 use vault::{MasterKey, Vault};
@@ -130,6 +130,8 @@ pub struct Node {
     vault: OnceCell<Arc<Vault>>,
     producer: OnceCell<Producer>,
     presence: OnceCell<PresenceView>,
+    shared_read: std::sync::OnceLock<Option<Arc<SharedRead>>>,
+    shared_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     local_inbox: Mutex<Option<(String, LocalInbox)>>,
     handed: Mutex<Option<mpsc::Receiver<Record>>>,
     readiness: Arc<RwLock<Vec<ReadyCheck>>>,
@@ -155,6 +157,8 @@ impl Node {
             vault: OnceCell::new(),
             producer: OnceCell::new(),
             presence: OnceCell::new(),
+            shared_read: std::sync::OnceLock::new(),
+            shared_reader: Mutex::default(),
             local_inbox: Mutex::default(),
             handed: Mutex::default(),
             readiness: Arc::default(),
@@ -340,14 +344,52 @@ impl Node {
     }
 
     /// Runs `stage` as `spec` says until `shutdown` (see [`streams::run_stage`]).
+    /// Where this process takes every partition (embedded mode), the
+    /// stages reading `chat.events` share one read of it
+    /// ([`streams::SharedRead`]) unless `--shared-read false`.
     pub fn run_stage(
         &self,
         spec: ConsumerSpec,
         stage: Arc<dyn Stage>,
         shutdown: CancellationToken,
     ) -> crate::Running {
+        // A stage that wants records sooner than the shared read brings
+        // them (the router without the hand-over) reads for itself.
+        let shared = (spec.assignment == Assignment::All
+            && spec.topics == [streams::topics::EVENTS]
+            && spec.fetch_wait >= self.args.fetch.store_fetch_wait())
+        .then(|| self.shared_read())
+        .flatten();
         let kafka = self.kafka.clone();
-        Box::pin(async move { Ok(streams::run_stage(&kafka, spec, stage, shutdown).await?) })
+        Box::pin(async move {
+            match shared {
+                Some(read) => Ok(read.run_stage(spec, stage, shutdown).await?),
+                None => Ok(streams::run_stage(&kafka, spec, stage, shutdown).await?),
+            }
+        })
+    }
+
+    /// This process's one read of `chat.events`, started on first use; it
+    /// brings records as often as the persister wants them.
+    fn shared_read(&self) -> Option<Arc<SharedRead>> {
+        self.shared_read
+            .get_or_init(|| {
+                if !self.args.fetch.shared_read {
+                    return None;
+                }
+                let wait = self.args.fetch.store_fetch_wait();
+                match SharedRead::start(&self.kafka, wait, self.followers.clone()) {
+                    Ok((read, reader)) => {
+                        *lock(&self.shared_reader) = Some(reader);
+                        Some(Arc::new(read))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no shared read: each stage reads for itself");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// The token a follower thread of this process stops on.
@@ -411,6 +453,10 @@ impl Node {
     /// every service has stopped.
     pub(crate) async fn close(&self) -> anyhow::Result<()> {
         self.followers.cancel();
+        let reader = lock(&self.shared_reader).take();
+        if let Some(reader) = reader {
+            reader.await.context("the shared read")?;
+        }
         lock(&self.local_inbox).take();
         lock(&self.handed).take();
         if let Some(producer) = self.producer.get() {

@@ -169,19 +169,41 @@ impl StageStatus {
         self.partitions.load(Ordering::Relaxed)
     }
 
-    fn set(&self, n: usize) {
+    pub(crate) fn set(&self, n: usize) {
         self.partitions.store(n, Ordering::Relaxed);
     }
 }
 
-struct RuntimeContext {
+pub(crate) struct RuntimeContext {
     group: String,
     status: Arc<StageStatus>,
     /// Partitions revoked since the run loop last looked.
     revoked: std::sync::Mutex<Vec<(String, i32)>>,
+    /// Where a shared read keeps each partition's high watermark from the
+    /// statistics, for the lag of the stages it feeds.
+    highs: Option<HighWatermarks>,
 }
 
+/// Per (topic, partition), the log's end as the last statistics saw it.
+pub(crate) type HighWatermarks =
+    Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>>;
+
 impl RuntimeContext {
+    pub(crate) fn new(group: &str, status: Arc<StageStatus>) -> Self {
+        RuntimeContext {
+            group: group.to_owned(),
+            status,
+            revoked: Default::default(),
+            highs: None,
+        }
+    }
+
+    /// Also keeps each partition's high watermark in `highs`.
+    pub(crate) fn with_highs(mut self, highs: HighWatermarks) -> Self {
+        self.highs = Some(highs);
+        self
+    }
+
     fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -192,6 +214,13 @@ impl ClientContext for RuntimeContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
+                if let Some(highs) = &self.highs
+                    && *partition >= 0
+                    && p.hi_offset >= 0
+                {
+                    let mut highs = highs.lock().unwrap_or_else(|e| e.into_inner());
+                    highs.insert((topic.clone(), *partition), p.hi_offset);
+                }
                 if *partition < 0 || p.consumer_lag < 0 {
                     continue;
                 }
@@ -234,6 +263,63 @@ impl ConsumerContext for RuntimeContext {
     }
 }
 
+/// Where a stage's records come from and where its offsets go: its own
+/// consumer in its group, or its share of this process's one read
+/// ([`crate::SharedRead`]).
+#[async_trait]
+pub(crate) trait Source: Send {
+    /// The next record, waiting for it.
+    async fn recv(&mut self) -> Result<Record, KafkaError>;
+    /// The next record if one is already here.
+    fn try_recv(&mut self) -> Option<Record>;
+    /// Waits, up to the stage's own batching delay, for `wanted` records
+    /// to be here (a shared read brings records sooner than some stages
+    /// want them).
+    async fn gather(&mut self, _wanted: usize) {}
+    /// Partitions revoked since the last look.
+    fn take_revoked(&self) -> Vec<(String, i32)> {
+        Vec::new()
+    }
+    /// Remembers these offsets as the ones the next commit carries.
+    fn store(&mut self, offsets: &TopicPartitionList) -> Result<(), KafkaError>;
+    fn commit(&self, mode: CommitMode) -> Result<(), KafkaError>;
+    /// Leaves the group (if the source joined one).
+    fn close(&self) {}
+}
+
+#[async_trait]
+impl Source for StreamConsumer<RuntimeContext> {
+    async fn recv(&mut self) -> Result<Record, KafkaError> {
+        match StreamConsumer::recv(self).await {
+            Ok(m) => Ok(Record::from_message(&m)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Record> {
+        match StreamConsumer::recv(self).now_or_never() {
+            Some(Ok(m)) => Some(Record::from_message(&m)),
+            _ => None,
+        }
+    }
+
+    fn take_revoked(&self) -> Vec<(String, i32)> {
+        self.context().take_revoked()
+    }
+
+    fn store(&mut self, offsets: &TopicPartitionList) -> Result<(), KafkaError> {
+        Ok(self.store_offsets(offsets)?)
+    }
+
+    fn commit(&self, mode: CommitMode) -> Result<(), KafkaError> {
+        Ok(self.commit_consumer_state(mode)?)
+    }
+
+    fn close(&self) {
+        self.unsubscribe();
+    }
+}
+
 /// Runs `stage` over `spec.topics` in consumer group `spec.group` until
 /// `shutdown` fires; then commits what was stored and returns.
 pub async fn run_stage(
@@ -245,11 +331,7 @@ pub async fn run_stage(
     let consumer: StreamConsumer<RuntimeContext> = config
         .consumer(&spec.group, spec.fetch_wait)
         .set("statistics.interval.ms", "5000")
-        .create_with_context(RuntimeContext {
-            group: spec.group.clone(),
-            status: spec.status.clone(),
-            revoked: Default::default(),
-        })?;
+        .create_with_context(RuntimeContext::new(&spec.group, spec.status.clone()))?;
     let topic_refs: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     match spec.assignment {
         Assignment::Group => consumer.subscribe(&topic_refs)?,
@@ -261,6 +343,18 @@ pub async fn run_stage(
             spec.status.set(tpl.count());
         }
     }
+    run_source(consumer, config, spec, stage, shutdown).await
+}
+
+/// The runtime's loop over any source: batches in order, retried until
+/// they pass, rejections dead-lettered, offsets stored and committed.
+pub(crate) async fn run_source(
+    mut source: impl Source,
+    config: &KafkaConfig,
+    spec: ConsumerSpec,
+    stage: Arc<dyn Stage>,
+    shutdown: CancellationToken,
+) -> Result<(), KafkaError> {
     let dlq = DeadLetters::new(config, &spec.group);
     let group = spec.group.as_str();
     info!(group, topics = ?spec.topics, "stage consuming");
@@ -284,24 +378,24 @@ pub async fn run_stage(
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick(&mut flush) => {
-                forget_revoked(&consumer, &*stage, &mut done);
-                flush_and_commit(&consumer, group, &*stage, &done).await?;
+                forget_revoked(&source, &*stage, &mut done);
+                flush_and_commit(&mut source, group, &*stage, &done).await?;
                 continue;
             }
             _ = tick(&mut commits), if uncommitted => {
                 uncommitted = false;
                 // Async: librdkafka sends it; a failure leaves the offsets
                 // stored, and the next commit carries them.
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                if let Err(e) = source.commit(CommitMode::Async) {
                     warn!(group, error = %e, "commit failed");
                 }
                 continue;
             }
-            m = consumer.recv() => m,
+            m = source.recv() => m,
         };
-        forget_revoked(&consumer, &*stage, &mut done);
+        forget_revoked(&source, &*stage, &mut done);
         let mut batch = match first {
-            Ok(m) => vec![Record::from_message(&m)],
+            Ok(record) => vec![record],
             Err(e) => {
                 failures += 1;
                 warn!(group, error = %e, "poll failed");
@@ -312,11 +406,12 @@ pub async fn run_stage(
             }
         };
         failures = 0;
-        // Take what librdkafka has already fetched, without waiting for more.
+        source.gather(spec.max_batch - 1).await;
+        // Take what is already fetched, without waiting for more.
         while batch.len() < spec.max_batch {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(Record::from_message(&m)),
-                _ => break,
+            match source.try_recv() {
+                Some(record) => batch.push(record),
+                None => break,
             }
         }
         let Some(rejected) = process_with_retry(group, &*stage, &batch, &shutdown).await else {
@@ -328,29 +423,28 @@ pub async fn run_stage(
             if let Some(record) = batch.get(r.index)
                 && !dlq.send(record, &r.reason, &shutdown).await
             {
-                return commit_and_close(&consumer, group);
+                return commit_and_close(&source, group);
             }
         }
         done.advance(&batch);
-        store_offsets(&consumer, group, &*stage, &done)?;
+        store_offsets(&mut source, group, &*stage, &done)?;
         if commits.is_some() {
             uncommitted = true;
             continue;
         }
         // A synchronous commit blocks this thread on the broker: tell the
         // runtime, so that its other tasks run meanwhile.
-        let committed =
-            tokio::task::block_in_place(|| consumer.commit_consumer_state(CommitMode::Sync));
+        let committed = tokio::task::block_in_place(|| source.commit(CommitMode::Sync));
         if let Err(e) = committed {
             // Stored offsets stay stored; the next commit carries them.
             warn!(group, error = %e, "commit failed");
         }
     }
     if spec.flush_every.is_some() {
-        forget_revoked(&consumer, &*stage, &mut done);
-        flush_and_commit(&consumer, group, &*stage, &done).await?;
+        forget_revoked(&source, &*stage, &mut done);
+        flush_and_commit(&mut source, group, &*stage, &done).await?;
     }
-    commit_and_close(&consumer, group)
+    commit_and_close(&source, group)
 }
 
 /// Per partition, the offset after the last record processed.
@@ -380,12 +474,8 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 }
 
 /// Tells the stage which partitions it lost in the last rebalance.
-fn forget_revoked(
-    consumer: &StreamConsumer<RuntimeContext>,
-    stage: &dyn Stage,
-    done: &mut Positions,
-) {
-    let revoked = consumer.context().take_revoked();
+fn forget_revoked(source: &impl Source, stage: &dyn Stage, done: &mut Positions) {
+    let revoked = source.take_revoked();
     if revoked.is_empty() {
         return;
     }
@@ -398,7 +488,7 @@ fn forget_revoked(
 /// Flushes the stage, then stores and commits what that made durable. A
 /// failed flush is retried on the next tick: nothing is stored for it.
 async fn flush_and_commit(
-    consumer: &StreamConsumer<RuntimeContext>,
+    source: &mut impl Source,
     group: &str,
     stage: &dyn Stage,
     done: &Positions,
@@ -410,17 +500,16 @@ async fn flush_and_commit(
     if done.0.is_empty() {
         return Ok(());
     }
-    store_offsets(consumer, group, stage, done)?;
-    if let Err(e) = tokio::task::block_in_place(|| consumer.commit_consumer_state(CommitMode::Sync))
-    {
+    store_offsets(source, group, stage, done)?;
+    if let Err(e) = tokio::task::block_in_place(|| source.commit(CommitMode::Sync)) {
         debug!(group, error = %e, "commit after flush failed");
     }
     Ok(())
 }
 
 /// Every partition of `topics`, each from its committed offset.
-fn all_partitions(
-    consumer: &StreamConsumer<RuntimeContext>,
+pub(crate) fn all_partitions<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
     topics: &[String],
 ) -> Result<TopicPartitionList, KafkaError> {
     let mut tpl = TopicPartitionList::new();
@@ -443,8 +532,8 @@ fn all_partitions(
 /// Where each partition of `tpl` will be read from: the group's committed
 /// offset, or (none committed, `auto.offset.reset` is earliest) the log's
 /// start.
-fn start_offsets(
-    consumer: &StreamConsumer<RuntimeContext>,
+pub(crate) fn start_offsets<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
     tpl: &TopicPartitionList,
 ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
     let timeout = Duration::from_secs(10);
@@ -464,15 +553,12 @@ fn start_offsets(
     Ok(starts)
 }
 
-fn commit_and_close(
-    consumer: &StreamConsumer<RuntimeContext>,
-    group: &str,
-) -> Result<(), KafkaError> {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
+fn commit_and_close(source: &impl Source, group: &str) -> Result<(), KafkaError> {
+    match source.commit(CommitMode::Sync) {
         Ok(()) => info!(group, "offsets committed at shutdown"),
         Err(e) => debug!(group, error = %e, "no offsets to commit at shutdown"),
     }
-    consumer.unsubscribe();
+    source.close();
     Ok(())
 }
 
@@ -524,7 +610,7 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
 /// the stage's durable offset where that is lower. Batches are processed
 /// whole and in poll order, so that is in order.
 fn store_offsets(
-    consumer: &StreamConsumer<RuntimeContext>,
+    source: &mut impl Source,
     group: &str,
     stage: &dyn Stage,
     done: &Positions,
@@ -534,9 +620,8 @@ fn store_offsets(
         let durable = stage.durable_offset(topic, *partition).unwrap_or(*next);
         tpl.add_partition_offset(topic, *partition, Offset::Offset(durable.min(*next)))?;
     }
-    consumer.store_offsets(&tpl).map_err(|e| {
+    source.store(&tpl).inspect_err(|e| {
         error!(group, error = %e, "storing offsets failed");
-        KafkaError::from(e)
     })
 }
 

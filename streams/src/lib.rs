@@ -8,6 +8,7 @@ mod error;
 pub mod follow;
 pub mod ops;
 mod producer;
+mod shared;
 pub mod topics;
 
 pub use config::KafkaConfig;
@@ -17,3 +18,4 @@ pub use consumer::{
 };
 pub use error::KafkaError;
 pub use producer::Producer;
+pub use shared::SharedRead;

@@ -11,8 +11,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
 use streams::{
-    Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Rejection, Stage, StageError,
-    StageStatus, run_stage,
+    Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Rejection, SharedRead, Stage,
+    StageError, StageStatus, run_stage,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,8 @@ async fn topic(config: &KafkaConfig, name: &str, partitions: i32) {
 /// like a process that dies mid-batch.
 struct Recorder {
     done: Mutex<Vec<i64>>,
+    /// (partition, offset) of each record processed, in order.
+    seen: Mutex<Vec<(i32, i64)>>,
     batches: Mutex<Vec<Vec<i64>>>,
     block_at: Option<i64>,
     blocked: mpsc::UnboundedSender<Vec<i64>>,
@@ -107,6 +109,7 @@ impl Stage for Recorder {
                 });
             } else {
                 self.done.lock().unwrap().push(r.offset);
+                self.seen.lock().unwrap().push((r.partition, r.offset));
             }
         }
         self.batches.lock().unwrap().push(offsets);
@@ -121,6 +124,7 @@ fn recorder(
     let (tx, rx) = mpsc::unbounded_channel();
     let r = Recorder {
         done: Mutex::default(),
+        seen: Mutex::default(),
         batches: Mutex::default(),
         block_at,
         blocked: tx,
@@ -414,4 +418,160 @@ async fn an_ack_across_a_broker_restart_has_an_unknown_offset() {
 
     let (_, after) = ack(b"after").await.unwrap();
     assert!(after > before, "{after} after {before}");
+}
+
+/// The group's committed offset on each partition of `topic`.
+fn committed(config: &KafkaConfig, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let probe: BaseConsumer = config
+        .consumer(group, Duration::from_millis(20))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let c = probe
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .unwrap();
+    (0..partitions)
+        .map(|p| match c.find_partition(topic, p).unwrap().offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// Asserts `seen` holds, per partition, each offset from `from[p]` to
+/// `to[p]` once and in order.
+fn each_once_in_order(seen: &[(i32, i64)], from: &[i64], to: &[i64], who: &str) {
+    for (p, (from, to)) in from.iter().zip(to).enumerate() {
+        let got: Vec<i64> = seen
+            .iter()
+            .filter(|(q, _)| *q == p as i32)
+            .map(|(_, o)| *o)
+            .collect();
+        let want: Vec<i64> = (*from..*to).collect();
+        assert_eq!(got, want, "{who}, partition {p}");
+    }
+}
+
+/// Stages sharing one read each get every record from their own group's
+/// committed offset, once and in order; one that fails for a while or
+/// joins late costs the others nothing; each commits to its own group and
+/// resumes from there on the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_sharing_one_read_keep_their_own_positions() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    let t = "t.shared";
+    topic(&config, t, 2).await;
+    let producer = Producer::new(&config).unwrap();
+    let send = |keys: std::ops::Range<i32>| {
+        let producer = producer.clone();
+        async move {
+            for k in keys {
+                let key = format!("key{k}");
+                producer.send(t, key.as_bytes(), b"x", None).await.unwrap();
+            }
+        }
+    };
+    let ends = |config: KafkaConfig| async move {
+        let probe: BaseConsumer = config
+            .consumer("g.probe", Duration::from_millis(20))
+            .create()
+            .unwrap();
+        (0..2)
+            .map(|p| {
+                probe
+                    .fetch_watermarks(t, p, Duration::from_secs(5))
+                    .unwrap()
+                    .1
+            })
+            .collect::<Vec<i64>>()
+    };
+
+    // Group b has read the first 20 on its own.
+    send(0..20).await;
+    let (b0, _) = recorder(None, 0);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, stage, shutdown) = (config.clone(), b0.clone(), shutdown.clone());
+        let spec = ConsumerSpec {
+            assignment: Assignment::All,
+            ..spec(t, "g.b")
+        };
+        async move { run_stage(&config, spec, stage, shutdown).await }
+    });
+    wait_for(|| b0.done.lock().unwrap().len() == 20).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let b_start = committed(&config, "g.b", t, 2);
+    assert_eq!(b_start.iter().sum::<i64>(), 20);
+    send(20..40).await;
+    let end = ends(config.clone()).await;
+
+    let run = |read: Arc<SharedRead>, group: &'static str, stage: Arc<Recorder>| {
+        let shutdown = CancellationToken::new();
+        let spec = ConsumerSpec {
+            assignment: Assignment::All,
+            fetch_wait: Duration::from_millis(50),
+            ..spec(t, group)
+        };
+        let task = tokio::spawn({
+            let (stage, shutdown) = (stage.clone(), shutdown.clone());
+            async move { read.run_stage(spec, stage, shutdown).await }
+        });
+        (shutdown, task)
+    };
+
+    // Group a starts from nothing and fails its first batches; group b
+    // joins once a has read everything, from its own offsets.
+    let reading = CancellationToken::new();
+    let (read, reader) =
+        SharedRead::start(&config, Duration::from_millis(20), reading.clone()).unwrap();
+    let read = Arc::new(read);
+    let (a, _) = recorder(None, 3);
+    let (stop_a, task_a) = run(read.clone(), "g.a", a.clone());
+    wait_for(|| a.done.lock().unwrap().len() == 40).await;
+    let (b, _) = recorder(None, 0);
+    let (stop_b, task_b) = run(read.clone(), "g.b", b.clone());
+    wait_for(|| b.done.lock().unwrap().len() == 20).await;
+    send(40..50).await;
+    let end2 = ends(config.clone()).await;
+    wait_for(|| a.done.lock().unwrap().len() == 50 && b.done.lock().unwrap().len() == 30).await;
+    // Nothing more comes: no record twice for a after b moved the read back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    each_once_in_order(&a.seen.lock().unwrap(), &[0, 0], &end2, "a");
+    each_once_in_order(&b.seen.lock().unwrap(), &b_start, &end2, "b");
+    assert!(end.iter().sum::<i64>() == 40);
+    stop_a.cancel();
+    stop_b.cancel();
+    task_a.await.unwrap().unwrap();
+    task_b.await.unwrap().unwrap();
+    reading.cancel();
+    reader.await.unwrap();
+    assert_eq!(committed(&config, "g.a", t, 2), end2, "a committed its own");
+    assert_eq!(committed(&config, "g.b", t, 2), end2, "b committed its own");
+
+    // The next start resumes each group where it committed.
+    send(50..60).await;
+    let end3 = ends(config.clone()).await;
+    let reading = CancellationToken::new();
+    let (read, reader) =
+        SharedRead::start(&config, Duration::from_millis(20), reading.clone()).unwrap();
+    let read = Arc::new(read);
+    let (a, _) = recorder(None, 0);
+    let (b, _) = recorder(None, 0);
+    let (stop_a, task_a) = run(read.clone(), "g.a", a.clone());
+    let (stop_b, task_b) = run(read.clone(), "g.b", b.clone());
+    wait_for(|| a.done.lock().unwrap().len() == 10 && b.done.lock().unwrap().len() == 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    each_once_in_order(&a.seen.lock().unwrap(), &end2, &end3, "a after restart");
+    each_once_in_order(&b.seen.lock().unwrap(), &end2, &end3, "b after restart");
+    stop_a.cancel();
+    stop_b.cancel();
+    task_a.await.unwrap().unwrap();
+    task_b.await.unwrap().unwrap();
+    reading.cancel();
+    reader.await.unwrap();
 }
