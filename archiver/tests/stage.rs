@@ -208,13 +208,8 @@ async fn every_record_lands_once_and_the_same_log_gives_the_same_bytes() {
     let b: Arc<dyn Archive> = archive::open(&format!("file://{}", dir.path().join("b").display()))
         .await
         .unwrap();
-    let run = start(
-        &config,
-        b.clone(),
-        "archiver-b",
-        50,
-        Duration::from_secs(3600),
-    );
+    let start_b = |flush_every| start(&config, b.clone(), "archiver-b", 50, flush_every);
+    let run = start_b(Duration::from_secs(3600));
     until("archive b has a segment", async || {
         !objects(&*b).await.is_empty()
     })
@@ -223,13 +218,7 @@ async fn every_record_lands_once_and_the_same_log_gives_the_same_bytes() {
     let _ = run.task.await;
     let before_restart = archived(&*b).await;
     assert!(before_restart < RECORDS as usize, "killed before the end");
-    let run = start(
-        &config,
-        b.clone(),
-        "archiver-b",
-        50,
-        Duration::from_secs(3600),
-    );
+    let run = start_b(Duration::from_secs(3600));
     until("archive b holds every closed segment", async || {
         // The last segment of each partition waits for a flush.
         objects(&*b).await.len() >= objects(&*a).await.len() - 2
@@ -240,13 +229,7 @@ async fn every_record_lands_once_and_the_same_log_gives_the_same_bytes() {
     // The shutdown flushed what that run had read, which need not be all
     // (the wait above sees closed segments only): one more start, with
     // flushes, takes the rest from the group's committed offsets.
-    let run = start(
-        &config,
-        b.clone(),
-        "archiver-b",
-        50,
-        Duration::from_millis(20),
-    );
+    let run = start_b(Duration::from_millis(20));
     until("archive b holds every record", async || {
         archived(&*b).await >= RECORDS as usize
     })

@@ -63,6 +63,17 @@ async fn produce(config: &KafkaConfig, topic: &str, payloads: &[String]) {
     }
 }
 
+/// Sends one record per key `key{k}`, spread over the partitions by key.
+async fn send_keyed(producer: &Producer, topic: &str, keys: std::ops::Range<i32>) {
+    for k in keys {
+        let key = format!("key{k}");
+        producer
+            .send(topic, key.as_bytes(), b"x", None)
+            .await
+            .unwrap();
+    }
+}
+
 /// Makes `name` with `partitions` partitions.
 async fn topic(config: &KafkaConfig, name: &str, partitions: i32) {
     let spec = TopicSpec {
@@ -285,18 +296,7 @@ async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
     let config = broker.config();
     topic(&config, "t.all", 3).await;
     let producer = Producer::new(&config).unwrap();
-    let send = |keys: std::ops::Range<i32>| {
-        let producer = producer.clone();
-        async move {
-            for k in keys {
-                let key = format!("key{k}");
-                producer
-                    .send("t.all", key.as_bytes(), b"x", None)
-                    .await
-                    .unwrap();
-            }
-        }
-    };
+    let send = |keys| send_keyed(&producer, "t.all", keys);
     send(0..30).await;
 
     let run = |assignment: Assignment| {
@@ -466,15 +466,7 @@ async fn stages_sharing_one_read_keep_their_own_positions() {
     let t = "t.shared";
     topic(&config, t, 2).await;
     let producer = Producer::new(&config).unwrap();
-    let send = |keys: std::ops::Range<i32>| {
-        let producer = producer.clone();
-        async move {
-            for k in keys {
-                let key = format!("key{k}");
-                producer.send(t, key.as_bytes(), b"x", None).await.unwrap();
-            }
-        }
-    };
+    let send = |keys| send_keyed(&producer, t, keys);
     let ends = |config: KafkaConfig| async move {
         let probe: BaseConsumer = config
             .consumer("g.probe", Duration::from_millis(20))
