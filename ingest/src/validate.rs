@@ -27,6 +27,18 @@ pub fn named_id(what: &str, value: &str) -> Result<(), ApiError> {
     })
 }
 
+/// A page size: `value` or else `default`, from 1 to `max`.
+pub fn limit(value: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = value.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit is 1 to {max}"),
+        ));
+    }
+    Ok(limit)
+}
+
 pub fn body_size(text: &str, max_bytes: usize) -> Result<(), ApiError> {
     if text.len() > max_bytes {
         return Err(ApiError::too_large(format!(

@@ -40,13 +40,7 @@ pub async fn audit(
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     require_admin(&user, "the audit log")?;
-    let limit = p.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            format!("limit is 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = validate::limit(p.limit, 50, MAX_LIMIT)?;
     if let Some(actor) = &p.actor {
         validate::named_id("actor", actor)?;
     }

@@ -13,6 +13,7 @@ use crate::actions::send::NewMessage;
 use crate::api::done;
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, AppState, User, rest_device};
 use crate::error::ApiError;
+use crate::validate;
 use crate::wire::{
     Changed, EditMessage, Message, MessageChanged, MessagePage, PostMessage, ReadUpTo, Receipts,
 };
@@ -53,10 +54,7 @@ pub async fn history(
     ApiPath(cid): ApiPath<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 200 {
-        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 200"));
-    }
+    let limit = validate::limit(q.limit, 50, 200)?;
     gw.require_member(&cid, &user.sub).await?;
     gw.read_your_writes(&cid, false).await?;
     let mut page = gw

@@ -63,13 +63,7 @@ pub async fn search(
             format!("q is at most {MAX_QUERY_CHARS} characters"),
         ));
     }
-    let limit = p.limit.unwrap_or(20);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            format!("limit is 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = validate::limit(p.limit, 20, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
     if offset > MAX_OFFSET {
         return Err(ApiError::invalid(
