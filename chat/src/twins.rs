@@ -12,6 +12,12 @@ use schemas::{ChatEvent, Payload};
 /// Sends remembered; the oldest is forgotten past this.
 const REMEMBERED: usize = 100_000;
 
+/// Records per partition to read back below a restarted stage's start
+/// (`streams::Lookback`), so that a first copy just below it is known. The
+/// two copies are apart by what was in flight when the broker went down
+/// (a few idempotent batches per producer), far fewer than this.
+pub const LOOKBACK: usize = 2_000;
+
 /// (conversation, sender, client_msg_id).
 type SendKey = (String, String, String);
 
@@ -25,6 +31,16 @@ impl Twins {
     /// True when `event` at `seq` is a later copy of a send already seen at
     /// a lower seq; otherwise remembers it.
     pub fn is_second_copy(&mut self, seq: i64, event: &ChatEvent) -> bool {
+        self.see(seq, event)
+    }
+
+    /// Remembers what came before a restart (the answer is of no use
+    /// there: those records were handled before).
+    pub fn remember(&mut self, seq: i64, event: &ChatEvent) {
+        self.see(seq, event);
+    }
+
+    fn see(&mut self, seq: i64, event: &ChatEvent) -> bool {
         let Payload::MessagePosted(p) = &event.payload else {
             return false;
         };

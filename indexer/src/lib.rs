@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chat::twins::Twins;
 use schemas::{ChatEvent, Codec, Payload};
 use search::{IndexOp, MessageDoc, SearchIndex};
-use streams::{DecodeError, Record, Rejection, Stage, StageError};
+use streams::{DecodeError, Lookback, Record, Rejection, Stage, StageError};
 use vault::Vault;
 
 pub use service::{IndexerArgs, Service};
@@ -25,6 +25,8 @@ pub struct Indexer {
     vault: Option<Arc<Vault>>,
     codec: Codec,
     twins: Mutex<Twins>,
+    /// Reads what lies below where the indexer starts into `twins`.
+    lookback: Option<Lookback>,
 }
 
 impl Indexer {
@@ -34,7 +36,15 @@ impl Indexer {
             vault,
             codec: Codec::new(),
             twins: Mutex::default(),
+            lookback: None,
         }
+    }
+
+    /// After a restart, the sends just below the start are remembered
+    /// before the first batch, so a second copy of one is not indexed.
+    pub fn with_lookback(mut self, lookback: Lookback) -> Self {
+        self.lookback = Some(lookback);
+        self
     }
 
     /// The batch decoded, sealed content opened. An erased user's content
@@ -73,9 +83,21 @@ impl Stage for Indexer {
         let mut origin = Vec::new();
         let mut rejected = Vec::new();
         let mut erased_users = Vec::new();
+        let earlier = match &self.lookback {
+            Some(lookback) => lookback
+                .before(batch)
+                .await
+                .map_err(|e| StageError(format!("reading below the start: {e}")))?,
+            None => Vec::new(),
+        };
         let opened = self.open(batch).await?;
         {
             let mut twins = self.twins.lock().unwrap_or_else(|e| e.into_inner());
+            for record in &earlier {
+                if let Ok(event) = record.decode::<ChatEvent>(&self.codec) {
+                    twins.remember(record.offset, &event);
+                }
+            }
             for (index, (record, decoded)) in batch.iter().zip(opened).enumerate() {
                 match decoded {
                     // An erased user's message: not indexed.
@@ -124,6 +146,12 @@ impl Stage for Indexer {
             // Not tied to one record: retrying is the only choice that
             // loses nothing.
             Err(e) => Err(StageError(format!("permanent: {e}"))),
+        }
+    }
+
+    fn revoked(&self, partitions: &[(String, i32)]) {
+        if let Some(lookback) = &self.lookback {
+            lookback.forget(partitions);
         }
     }
 }

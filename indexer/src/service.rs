@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cli::{Node, Running};
+use streams::Lookback;
 use streams::topics::TopicSpec;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,8 @@ impl cli::Service for Service {
         let fetch_wait = node.args.fetch.index_fetch_wait();
         let spec = node.events_spec(GROUP, self.0.max_batch, fetch_wait);
         let vault = node.vault().await?;
-        Ok(node.run_stage(spec, Arc::new(Indexer::new(index, Some(vault))), shutdown))
+        let stage = Indexer::new(index, Some(vault))
+            .with_lookback(Lookback::new(&node.kafka, chat::twins::LOOKBACK));
+        Ok(node.run_stage(spec, Arc::new(stage), shutdown))
     }
 }

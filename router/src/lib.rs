@@ -16,7 +16,7 @@ use cli::LocalInbox;
 use futures::future::try_join_all;
 use schemas::{ChatEvent, Codec, Delivery};
 use store::Store;
-use streams::{Producer, Record, Rejection, Stage, StageError, topics};
+use streams::{Lookback, Producer, Record, Rejection, Stage, StageError, topics};
 use tokio::sync::Mutex;
 
 pub use presence::PresenceView;
@@ -35,6 +35,8 @@ pub struct RouterStage {
     codec: Codec,
     membership: Mutex<membership::Membership>,
     twins: Mutex<chat::twins::Twins>,
+    /// Reads what lies below where the router starts into `twins`.
+    lookback: Option<Lookback>,
 }
 
 impl RouterStage {
@@ -47,7 +49,15 @@ impl RouterStage {
             codec: Codec::new(),
             membership: Mutex::default(),
             twins: Mutex::default(),
+            lookback: None,
         }
+    }
+
+    /// After a restart, the sends just below the start are remembered
+    /// before the first batch, so a second copy of one is not delivered.
+    pub fn with_lookback(mut self, lookback: Lookback) -> Self {
+        self.lookback = Some(lookback);
+        self
     }
 }
 
@@ -67,6 +77,17 @@ impl Stage for RouterStage {
         let mut deliveries = Vec::new();
         let mut membership = self.membership.lock().await;
         let mut twins = self.twins.lock().await;
+        if let Some(lookback) = &self.lookback {
+            let earlier = lookback
+                .before(batch)
+                .await
+                .map_err(|e| StageError(format!("reading below the start: {e}")))?;
+            for record in &earlier {
+                if let Ok(event) = record.decode::<ChatEvent>(&self.codec) {
+                    twins.remember(record.offset, &event);
+                }
+            }
+        }
         let mut targets = Vec::new();
         let mut local_count = 0u64;
         for (index, record) in batch.iter().enumerate() {
@@ -138,5 +159,11 @@ impl Stage for RouterStage {
         metrics::counter!("chatflow_router_deliveries_total")
             .increment(deliveries.len() as u64 + local_count);
         Ok(rejected)
+    }
+
+    fn revoked(&self, partitions: &[(String, i32)]) {
+        if let Some(lookback) = &self.lookback {
+            lookback.forget(partitions);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cli::{Node, Running};
 use streams::topics::TopicSpec;
-use streams::{ConsumerSpec, StageStatus};
+use streams::{ConsumerSpec, Lookback, StageStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Fanout, GROUP, RouterStage, SIGNALS_GROUP, Sequenced};
@@ -49,7 +49,8 @@ impl cli::Service for Service {
         let presence = node.presence().await?;
         let (store, producer) = (node.store().await?, node.producer().await?);
         let stage = RouterStage::new(store.clone(), presence.clone(), producer.clone())
-            .with_local_inbox(node.local_inbox());
+            .with_local_inbox(node.local_inbox())
+            .with_lookback(Lookback::new(&node.kafka, chat::twins::LOOKBACK));
         let fanout = Fanout::new(presence.clone(), producer).with_local_inbox(node.local_inbox());
         let status = Arc::<StageStatus>::default();
         node.require({

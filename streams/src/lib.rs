@@ -6,6 +6,7 @@ mod config;
 mod consumer;
 mod error;
 pub mod follow;
+mod lookback;
 pub mod ops;
 mod producer;
 mod shared;
@@ -17,5 +18,6 @@ pub use consumer::{
     run_stage,
 };
 pub use error::KafkaError;
+pub use lookback::Lookback;
 pub use producer::Producer;
 pub use shared::SharedRead;

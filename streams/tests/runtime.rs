@@ -11,8 +11,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
 use streams::{
-    Assignment, ConsumerSpec, KafkaConfig, Producer, Record, Rejection, SharedRead, Stage,
-    StageError, StageStatus, run_stage,
+    Assignment, ConsumerSpec, KafkaConfig, Lookback, Producer, Record, Rejection, SharedRead,
+    Stage, StageError, StageStatus, run_stage,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -566,4 +566,40 @@ async fn stages_sharing_one_read_keep_their_own_positions() {
     task_b.await.unwrap().unwrap();
     reading.cancel();
     reader.await.unwrap();
+}
+
+/// The first batch of each partition brings up to `depth` records below
+/// it, once; a revoked partition is looked back on again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookback_reads_below_the_first_record_once_per_partition() {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topic(&config, "t.back", 1).await;
+    let payloads: Vec<String> = (0..30).map(|i| format!("{i}")).collect();
+    produce(&config, "t.back", &payloads).await;
+    let at = |offset: i64| Record {
+        topic: "t.back".into(),
+        partition: 0,
+        offset,
+        key: None,
+        payload: None,
+        timestamp: None,
+        headers: Vec::new(),
+    };
+    let offsets = |records: Vec<Record>| records.iter().map(|r| r.offset).collect::<Vec<_>>();
+    let lookback = Lookback::new(&config, 10);
+    assert_eq!(
+        offsets(lookback.before(&[at(25), at(26)]).await.unwrap()),
+        (15..25).collect::<Vec<_>>()
+    );
+    assert!(lookback.before(&[at(27)]).await.unwrap().is_empty(), "once");
+    lookback.forget(&[("t.back".into(), 0)]);
+    assert_eq!(
+        offsets(lookback.before(&[at(4)]).await.unwrap()),
+        [0, 1, 2, 3],
+        "no further back than the log's start"
+    );
+    assert!(lookback.before(&[at(5)]).await.unwrap().is_empty());
+    let from_start = Lookback::new(&config, 10);
+    assert!(from_start.before(&[at(0)]).await.unwrap().is_empty());
 }
