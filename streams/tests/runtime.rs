@@ -74,6 +74,15 @@ async fn send_keyed(producer: &Producer, topic: &str, keys: std::ops::Range<i32>
     }
 }
 
+/// A broker with topic `name` of one partition holding `payloads`.
+async fn one_partition(name: &str, payloads: Vec<String>) -> (TestBroker, KafkaConfig) {
+    let broker = TestBroker::start().await;
+    let config = broker.config();
+    topic(&config, name, 1).await;
+    produce(&config, name, &payloads).await;
+    (broker, config)
+}
+
 /// Makes `name` with `partitions` partitions.
 async fn topic(config: &KafkaConfig, name: &str, partitions: i32) {
     let spec = TopicSpec {
@@ -168,11 +177,8 @@ async fn wait_for(mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_batch_is_redone_from_what_was_not_stored() {
-    let broker = TestBroker::start().await;
-    let config = broker.config();
-    topic(&config, "t.kill", 1).await;
-    let payloads: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
-    produce(&config, "t.kill", &payloads).await;
+    let (_broker, config) =
+        one_partition("t.kill", (0..20).map(|i| format!("r{i}")).collect()).await;
 
     let (first, mut blocked) = recorder(Some(12), 0);
     let task = tokio::spawn({
@@ -344,11 +350,8 @@ async fn a_stage_assigned_every_partition_resumes_from_the_group_offsets() {
 /// (a quiet partition keeps its place), and only what was processed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_commits_land_in_a_quiet_period() {
-    let broker = TestBroker::start().await;
-    let config = broker.config();
-    topic(&config, "t.quiet", 1).await;
-    let payloads: Vec<String> = (0..20).map(|i| format!("{i}")).collect();
-    produce(&config, "t.quiet", &payloads).await;
+    let (_broker, config) =
+        one_partition("t.quiet", (0..20).map(|i| format!("{i}")).collect()).await;
     let (stage, _) = recorder(None, 0);
     let shutdown = CancellationToken::new();
     let spec = ConsumerSpec {
@@ -572,11 +575,8 @@ async fn stages_sharing_one_read_keep_their_own_positions() {
 /// it, once; a revoked partition is looked back on again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookback_reads_below_the_first_record_once_per_partition() {
-    let broker = TestBroker::start().await;
-    let config = broker.config();
-    topic(&config, "t.back", 1).await;
-    let payloads: Vec<String> = (0..30).map(|i| format!("{i}")).collect();
-    produce(&config, "t.back", &payloads).await;
+    let (_broker, config) =
+        one_partition("t.back", (0..30).map(|i| format!("{i}")).collect()).await;
     let at = |offset: i64| Record {
         topic: "t.back".into(),
         partition: 0,
