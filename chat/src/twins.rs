@@ -31,16 +31,6 @@ impl Twins {
     /// True when `event` at `seq` is a later copy of a send already seen at
     /// a lower seq; otherwise remembers it.
     pub fn is_second_copy(&mut self, seq: i64, event: &ChatEvent) -> bool {
-        self.see(seq, event)
-    }
-
-    /// Remembers what came before a restart (the answer is of no use
-    /// there: those records were handled before).
-    pub fn remember(&mut self, seq: i64, event: &ChatEvent) {
-        self.see(seq, event);
-    }
-
-    fn see(&mut self, seq: i64, event: &ChatEvent) -> bool {
         let Payload::MessagePosted(p) = &event.payload else {
             return false;
         };
@@ -60,6 +50,12 @@ impl Twins {
         self.first.insert(key.clone(), seq);
         self.order.push_back(key);
         false
+    }
+
+    /// Remembers what came before a restart (whether it was a second copy
+    /// is of no use there: those records were handled before).
+    pub fn remember(&mut self, seq: i64, event: &ChatEvent) {
+        self.is_second_copy(seq, event);
     }
 }
 

@@ -84,19 +84,18 @@ impl Stage for Indexer {
         let mut rejected = Vec::new();
         let mut erased_users = Vec::new();
         let earlier = match &self.lookback {
-            Some(lookback) => lookback
-                .before(batch)
-                .await
-                .map_err(|e| StageError(format!("reading below the start: {e}")))?,
+            Some(lookback) => {
+                lookback
+                    .decoded_before::<ChatEvent>(batch, &self.codec)
+                    .await?
+            }
             None => Vec::new(),
         };
         let opened = self.open(batch).await?;
         {
             let mut twins = self.twins.lock().unwrap_or_else(|e| e.into_inner());
-            for record in &earlier {
-                if let Ok(event) = record.decode::<ChatEvent>(&self.codec) {
-                    twins.remember(record.offset, &event);
-                }
+            for (seq, event) in &earlier {
+                twins.remember(*seq, event);
             }
             for (index, (record, decoded)) in batch.iter().zip(opened).enumerate() {
                 match decoded {

@@ -78,14 +78,11 @@ impl Stage for RouterStage {
         let mut membership = self.membership.lock().await;
         let mut twins = self.twins.lock().await;
         if let Some(lookback) = &self.lookback {
-            let earlier = lookback
-                .before(batch)
-                .await
-                .map_err(|e| StageError(format!("reading below the start: {e}")))?;
-            for record in &earlier {
-                if let Ok(event) = record.decode::<ChatEvent>(&self.codec) {
-                    twins.remember(record.offset, &event);
-                }
+            for (seq, event) in lookback
+                .decoded_before::<ChatEvent>(batch, &self.codec)
+                .await?
+            {
+                twins.remember(seq, &event);
             }
         }
         let mut targets = Vec::new();

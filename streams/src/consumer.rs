@@ -224,14 +224,20 @@ impl ClientContext for RuntimeContext {
                 if *partition < 0 || p.consumer_lag < 0 {
                     continue;
                 }
-                metrics::gauge!("chatflow_consumer_lag_records",
-                    "stage" => self.group.clone(),
-                    "topic" => crate::producer::topic_family(topic),
-                    "partition" => partition.to_string())
-                .set(p.consumer_lag as f64);
+                set_lag(&self.group, topic, *partition, p.consumer_lag);
             }
         }
     }
+}
+
+/// A stage's lag on one partition: records between its position and the
+/// log's end.
+pub(crate) fn set_lag(stage: &str, topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!("chatflow_consumer_lag_records",
+        "stage" => stage.to_owned(),
+        "topic" => crate::producer::topic_family(topic),
+        "partition" => partition.to_string())
+    .set(lag as f64);
 }
 
 impl ConsumerContext for RuntimeContext {

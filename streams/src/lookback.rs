@@ -5,14 +5,12 @@
 //! group committed. [`Lookback`] reads, the first time the stage sees a
 //! partition, the records right below the first one it is given.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{KafkaConfig, KafkaError, Record};
+use crate::{KafkaConfig, KafkaError, Record, StageError, ops};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,7 +18,7 @@ pub struct Lookback {
     config: KafkaConfig,
     depth: i64,
     /// Partitions looked back on since the start or their last revocation.
-    done: Mutex<HashSet<(String, i32)>>,
+    done: Mutex<Vec<(String, i32)>>,
 }
 
 impl Lookback {
@@ -38,21 +36,25 @@ impl Lookback {
     /// order per partition. A failed read is an error and leaves the
     /// partition to be looked back on with the next try.
     pub async fn before(&self, batch: &[Record]) -> Result<Vec<Record>, KafkaError> {
+        // (topic, partition, first offset); a stage holds few partitions,
+        // so a scan beats allocating a key per record.
         let mut wanted: Vec<(String, i32, i64)> = Vec::new();
         {
             let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
             for r in batch {
-                let tp = (r.topic.clone(), r.partition);
-                if !done.contains(&tp) && !wanted.iter().any(|(t, p, _)| (t, *p) == (&tp.0, tp.1)) {
-                    wanted.push((tp.0, tp.1, r.offset));
+                let this = |t: &String, p: i32| *t == r.topic && p == r.partition;
+                if !done.iter().any(|(t, p)| this(t, *p))
+                    && !wanted.iter().any(|(t, p, _)| this(t, *p))
+                {
+                    wanted.push((r.topic.clone(), r.partition, r.offset));
                 }
             }
         }
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let (config, depth, ranges) = (self.config.clone(), self.depth, wanted.clone());
-        let records = tokio::task::spawn_blocking(move || read_below(&config, depth, &ranges))
+        let (config, depth, firsts) = (self.config.clone(), self.depth, wanted.clone());
+        let records = tokio::task::spawn_blocking(move || read_below(&config, depth, &firsts))
             .await
             .map_err(|e| KafkaError::Transient(format!("lookback: {e}")))??;
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,12 +62,28 @@ impl Lookback {
         Ok(records)
     }
 
+    /// [`Lookback::before`], each record decoded as `T` with its offset;
+    /// one that does not decode is left out (the stage rejected it when it
+    /// came).
+    pub async fn decoded_before<T: schemas::Record>(
+        &self,
+        batch: &[Record],
+        codec: &schemas::Codec,
+    ) -> Result<Vec<(i64, T)>, StageError> {
+        let earlier = self
+            .before(batch)
+            .await
+            .map_err(|e| StageError(format!("reading below the start: {e}")))?;
+        Ok(earlier
+            .iter()
+            .filter_map(|r| Some((r.offset, r.decode::<T>(codec).ok()?)))
+            .collect())
+    }
+
     /// These partitions were revoked: look back again when they return.
     pub fn forget(&self, revoked: &[(String, i32)]) {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        for tp in revoked {
-            done.remove(tp);
-        }
+        done.retain(|tp| !revoked.contains(tp));
     }
 }
 
@@ -74,48 +92,20 @@ impl Lookback {
 fn read_below(
     config: &KafkaConfig,
     depth: i64,
-    ranges: &[(String, i32, i64)],
+    firsts: &[(String, i32, i64)],
 ) -> Result<Vec<Record>, KafkaError> {
     let consumer: BaseConsumer = config.reader(Duration::from_millis(10)).create()?;
-    let mut assignment = TopicPartitionList::new();
-    // Per partition: the offset it stops before.
-    let mut remaining = std::collections::HashMap::new();
-    for (topic, partition, until) in ranges {
+    let mut ranges = Vec::with_capacity(firsts.len());
+    for (topic, partition, until) in firsts {
         let (low, _) = consumer.fetch_watermarks(topic, *partition, TIMEOUT)?;
-        let from = until.saturating_sub(depth).max(low);
-        if from < *until {
-            assignment.add_partition_offset(topic, *partition, Offset::Offset(from))?;
-            remaining.insert((topic.clone(), *partition), *until);
-        }
+        ranges.push((
+            topic.clone(),
+            *partition,
+            until.saturating_sub(depth).max(low),
+            *until,
+        ));
     }
     let mut out = Vec::new();
-    if remaining.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&assignment)?;
-    while !remaining.is_empty() {
-        match consumer.poll(TIMEOUT) {
-            Some(Ok(m)) => {
-                let r = Record::from_message(&m);
-                let tp = (r.topic.clone(), r.partition);
-                let Some(&until) = remaining.get(&tp) else {
-                    continue;
-                };
-                if r.offset + 1 >= until {
-                    remaining.remove(&tp);
-                }
-                if r.offset < until {
-                    out.push(r);
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => {
-                return Err(KafkaError::Transient(format!(
-                    "lookback: no record for 10 s with {} partitions unread",
-                    remaining.len()
-                )));
-            }
-        }
-    }
+    ops::read_ranges(&consumer, &ranges, |m| out.push(Record::from_message(m)))?;
     Ok(out)
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::Codec;
 use serde_json::json;
@@ -236,40 +236,69 @@ pub fn read_all(config: &KafkaConfig, topic: &str) -> Result<(u64, u64, Duration
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()?;
+    let ranges: Vec<_> = watermarks(&consumer, topic)?
+        .into_iter()
+        .map(|(p, low, high)| (topic.to_owned(), p, low, high))
+        .collect();
+    let started = std::time::Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    read_ranges(&consumer, &ranges, |m| {
+        records += 1;
+        bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+    })?;
+    Ok((records, bytes, started.elapsed()))
+}
+
+/// Hands each record of every (topic, partition, from, until) range to
+/// `each`, in offset order per partition, through `consumer` (which it
+/// assigns). An error when nothing comes for 10 s while a range is unread.
+pub(crate) fn read_ranges(
+    consumer: &BaseConsumer,
+    ranges: &[(String, i32, i64, i64)],
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = std::collections::HashMap::new();
-    for (p, low, high) in watermarks(&consumer, topic)? {
-        if high > low {
-            assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
-            remaining.insert(p, high);
+    // (topic, partition, until) of each range not read to its end.
+    let mut remaining = Vec::new();
+    for (topic, partition, from, until) in ranges {
+        if from < until {
+            assignment.add_partition_offset(topic, *partition, Offset::Offset(*from))?;
+            remaining.push((topic.as_str(), *partition, *until));
         }
     }
-    let started = std::time::Instant::now();
     if remaining.is_empty() {
-        return Ok((0, 0, started.elapsed()));
+        return Ok(());
     }
     consumer.assign(&assignment)?;
-    let (mut records, mut bytes) = (0u64, 0u64);
     while !remaining.is_empty() {
-        match consumer.poll(Duration::from_secs(10)) {
+        match consumer.poll(TIMEOUT) {
             Some(Ok(m)) => {
-                records += 1;
-                bytes += m.payload().map_or(0, <[u8]>::len) as u64;
-                if remaining
-                    .get(&m.partition())
-                    .is_some_and(|&end| m.offset() + 1 >= end)
-                {
-                    remaining.remove(&m.partition());
+                let Some(i) = remaining
+                    .iter()
+                    .position(|(t, p, _)| *t == m.topic() && *p == m.partition())
+                else {
+                    continue;
+                };
+                let until = remaining[i].2;
+                if m.offset() < until {
+                    each(&m);
+                }
+                if m.offset() + 1 >= until {
+                    remaining.swap_remove(i);
                 }
             }
             Some(Err(e)) => return Err(e.into()),
             None => {
+                let unread: Vec<String> = remaining
+                    .iter()
+                    .map(|(t, p, _)| format!("{t}/{p}"))
+                    .collect();
                 return Err(KafkaError::Transient(format!(
-                    "{topic}: no record for 10 s with {} partitions unread",
-                    remaining.len()
+                    "no record for 10 s with {} unread",
+                    unread.join(", ")
                 )));
             }
         }
     }
-    Ok((records, bytes, started.elapsed()))
+    Ok(())
 }

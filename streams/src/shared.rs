@@ -10,7 +10,7 @@
 //! falls behind (or retries a failing batch) holds the read back instead of
 //! anything being skipped for it or for the others.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::consumer::{
-    HighWatermarks, RuntimeContext, Source, all_partitions, run_source, start_offsets,
+    HighWatermarks, RuntimeContext, Source, all_partitions, run_source, set_lag, start_offsets,
 };
 use crate::{ConsumerSpec, KafkaConfig, KafkaError, Record, Stage};
 
@@ -33,7 +33,16 @@ const READ_BATCH: usize = 2_000;
 /// Batches queued per stage before the read waits for it.
 const QUEUED_BATCHES: usize = 16;
 
-type Partition = (String, i32);
+/// Per (topic, partition), an offset. A read holds few partitions: a scan
+/// finds one without allocating a key for each record.
+type Offsets = Vec<(String, i32, i64)>;
+
+fn offset_of<'a>(offsets: &'a mut Offsets, topic: &str, partition: i32) -> Option<&'a mut i64> {
+    offsets
+        .iter_mut()
+        .find(|(t, p, _)| t == topic && *p == partition)
+        .map(|(_, _, o)| o)
+}
 
 /// The one reader of this process's topics; stages join it with
 /// [`SharedRead::run_stage`].
@@ -127,7 +136,7 @@ impl SharedRead {
 /// partition.
 struct Member {
     group: String,
-    next: HashMap<Partition, i64>,
+    next: Offsets,
     queue: mpsc::Sender<Vec<Record>>,
 }
 
@@ -136,7 +145,7 @@ impl Member {
     fn share(&mut self, batch: &[Record]) -> Vec<Record> {
         let mut share = Vec::new();
         for r in batch {
-            let Some(next) = self.next.get_mut(&(r.topic.clone(), r.partition)) else {
+            let Some(next) = offset_of(&mut self.next, &r.topic, r.partition) else {
                 continue;
             };
             if r.offset >= *next {
@@ -155,7 +164,7 @@ async fn read(
 ) {
     let mut members: Vec<Member> = Vec::new();
     // Per partition, the offset of the next record the consumer brings.
-    let mut position: HashMap<Partition, i64> = HashMap::new();
+    let mut position = Offsets::new();
     let mut failures = 0u32;
     loop {
         let first = tokio::select! {
@@ -167,7 +176,7 @@ async fn read(
                         info!(group = %join.group, "stage joined the shared read");
                         members.push(Member {
                             group: join.group,
-                            next: join.starts.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),
+                            next: join.starts,
                             queue: join.queue,
                         });
                     }
@@ -200,7 +209,10 @@ async fn read(
             }
         }
         for r in &batch {
-            position.insert((r.topic.clone(), r.partition), r.offset + 1);
+            match offset_of(&mut position, &r.topic, r.partition) {
+                Some(at) => *at = r.offset + 1,
+                None => position.push((r.topic.clone(), r.partition, r.offset + 1)),
+            }
         }
         let mut i = 0;
         while i < members.len() {
@@ -225,24 +237,23 @@ async fn read(
 /// (re)assigned from there; the others go on from where they are.
 fn admit(
     consumer: &StreamConsumer<RuntimeContext>,
-    position: &mut HashMap<Partition, i64>,
+    position: &mut Offsets,
     starts: &[(String, i32, i64)],
 ) -> Result<(), KafkaError> {
     let mut moved = false;
     for (topic, partition, start) in starts {
-        let at = position
-            .entry((topic.clone(), *partition))
-            .or_insert(i64::MAX);
-        if *start < *at {
-            *at = *start;
-            moved = true;
+        match offset_of(position, topic, *partition) {
+            Some(at) if *start < *at => *at = *start,
+            Some(_) => continue,
+            None => position.push((topic.clone(), *partition, *start)),
         }
+        moved = true;
     }
     if !moved {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in position.iter() {
+    for (topic, partition, offset) in position.iter() {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
     // librdkafka drops what it fetched for the old positions.
@@ -321,11 +332,7 @@ impl Source for Share {
             ) else {
                 continue;
             };
-            metrics::gauge!("chatflow_consumer_lag_records",
-                "stage" => self.group.clone(),
-                "topic" => crate::producer::topic_family(e.topic()),
-                "partition" => e.partition().to_string())
-            .set((high - at).max(0) as f64);
+            set_lag(&self.group, e.topic(), e.partition(), (high - at).max(0));
         }
         Ok(())
     }
