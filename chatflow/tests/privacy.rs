@@ -30,15 +30,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     found
 }
 
-async fn search_hits(api: &Api, q: &str) -> Vec<Value> {
-    let (status, body) = api.get(&format!("/v1/search?q={q}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["hits"].as_array().unwrap().clone()
-}
-
 async fn until_hits(api: &Api, q: &str, wanted: usize) {
     let started = Instant::now();
-    while search_hits(api, q).await.len() != wanted {
+    while api.search(q).await.len() != wanted {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "search for {q} never had {wanted} hits"
@@ -155,7 +149,7 @@ async fn an_erased_user_leaves_no_plaintext_and_replay_reproduces_the_erasure() 
         .await;
     assert_eq!(link.0, 404);
     until_hits(&bob, MARKER, 0).await;
-    assert_eq!(search_hits(&bob, "okapi9c1").await.len(), 1);
+    assert_eq!(bob.search("okapi9c1").await.len(), 1);
 
     // The audit log has the erasure.
     let admin = Api::new(&cf, &common::admin_token(&data, "root"));

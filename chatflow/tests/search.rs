@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Chatflow};
+use common::{Api, Chatflow, search_path};
 use serde_json::{Value, json};
 
 async fn post(api: &Api, cid: &str, id: &str, body: &str) -> i64 {
@@ -19,20 +19,6 @@ async fn post(api: &Api, cid: &str, id: &str, body: &str) -> i64 {
         .await;
     assert_eq!(status, 201, "{ack}");
     ack["seq"].as_i64().unwrap()
-}
-
-fn search_path(q: &str, extra: &str) -> String {
-    let q: String = url_encode(q);
-    format!("/v1/search?q={q}{extra}")
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The (conversation, seq) of each hit.

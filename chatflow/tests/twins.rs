@@ -49,14 +49,8 @@ async fn second_copy(cf: &Chatflow, cid: &str, client_msg_id: &str) -> i64 {
 
 /// The seqs the search finds for `q`.
 async fn found(api: &Api, q: &str) -> Vec<i64> {
-    let (status, body) = api.get(&format!("/v1/search?q={q}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["seq"].as_i64().unwrap())
-        .collect()
+    let hits = api.search(q).await;
+    hits.iter().map(|h| h["seq"].as_i64().unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

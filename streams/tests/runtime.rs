@@ -11,10 +11,11 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use streams::topics::{self, TopicSpec};
 use streams::{
-    Assignment, ConsumerSpec, KafkaConfig, Lookback, Producer, Record, Rejection, SharedRead,
-    Stage, StageError, StageStatus, run_stage,
+    Assignment, ConsumerSpec, KafkaConfig, KafkaError, Lookback, Producer, Record, Rejection,
+    SharedRead, Stage, StageError, StageStatus, run_stage,
 };
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A broker whose log lives in a directory removed when the test ends.
@@ -458,6 +459,22 @@ fn each_once_in_order(seen: &[(i32, i64)], from: &[i64], to: &[i64], who: &str) 
     }
 }
 
+/// Stops the stages, each returning cleanly, then the read they share.
+async fn stop_sharing(
+    stages: [(CancellationToken, JoinHandle<Result<(), KafkaError>>); 2],
+    reading: CancellationToken,
+    reader: JoinHandle<()>,
+) {
+    for (stop, _) in &stages {
+        stop.cancel();
+    }
+    for (_, task) in stages {
+        task.await.unwrap().unwrap();
+    }
+    reading.cancel();
+    reader.await.unwrap();
+}
+
 /// Stages sharing one read each get every record from their own group's
 /// committed offset, once and in order; one that fails for a while or
 /// joins late costs the others nothing; each commits to its own group and
@@ -539,12 +556,7 @@ async fn stages_sharing_one_read_keep_their_own_positions() {
     each_once_in_order(&a.seen.lock().unwrap(), &[0, 0], &end2, "a");
     each_once_in_order(&b.seen.lock().unwrap(), &b_start, &end2, "b");
     assert!(end.iter().sum::<i64>() == 40);
-    stop_a.cancel();
-    stop_b.cancel();
-    task_a.await.unwrap().unwrap();
-    task_b.await.unwrap().unwrap();
-    reading.cancel();
-    reader.await.unwrap();
+    stop_sharing([(stop_a, task_a), (stop_b, task_b)], reading, reader).await;
     assert_eq!(committed(&config, "g.a", t, 2), end2, "a committed its own");
     assert_eq!(committed(&config, "g.b", t, 2), end2, "b committed its own");
 
@@ -563,12 +575,7 @@ async fn stages_sharing_one_read_keep_their_own_positions() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     each_once_in_order(&a.seen.lock().unwrap(), &end2, &end3, "a after restart");
     each_once_in_order(&b.seen.lock().unwrap(), &end2, &end3, "b after restart");
-    stop_a.cancel();
-    stop_b.cancel();
-    task_a.await.unwrap().unwrap();
-    task_b.await.unwrap().unwrap();
-    reading.cancel();
-    reader.await.unwrap();
+    stop_sharing([(stop_a, task_a), (stop_b, task_b)], reading, reader).await;
 }
 
 /// The first batch of each partition brings up to `depth` records below

@@ -352,6 +352,13 @@ impl Api {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The hits of a search for `q` (one page, default size).
+    pub async fn search(&self, q: &str) -> Vec<Value> {
+        let (status, body) = self.get(&search_path(q, "")).await;
+        assert_eq!(status, 200, "{q}: {body}");
+        body["hits"].as_array().unwrap().clone()
+    }
+
     pub async fn create_group(&self, members: &[&str]) -> String {
         let (status, body) = self
             .post(
@@ -492,6 +499,19 @@ impl Ws {
             }
         }
     }
+}
+
+/// `GET /v1/search` for `q`, URL-encoded, with more query `extra`
+/// (`&limit=…`).
+pub fn search_path(q: &str, extra: &str) -> String {
+    let q: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("/v1/search?q={q}{extra}")
 }
 
 /// The `code` of an error body.
