@@ -4,15 +4,22 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-use tansu_broker::broker::Broker;
-use tansu_broker::coordinator::group::administrator::Controller;
-use tansu_storage::StorageContainer;
+use std::time::{Duration, SystemTime};
 
+use rama::{Context, Service};
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_broker::service::services;
+use tansu_storage::{BrokerRegistrationRequest, Storage, StorageContainer};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tracing::{error, info};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
 use url::Url;
+
+mod front;
+pub use front::Fronted;
+
+const CLUSTER_ID: &str = "chatflow";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -121,38 +128,105 @@ async fn serve(
     built: oneshot::Sender<Result<(), BrokerError>>,
     stop: oneshot::Receiver<()>,
 ) {
-    let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-        .node_id(tansu_broker::NODE_ID)
-        .cluster_id("chatflow")
-        .incarnation_id(uuid::Uuid::new_v4())
-        .advertised_listener(listener.clone())
-        .storage(storage)
-        .listener(listener)
-        .silent(true)
-        .build()
-        .await;
-    let mut broker = match broker {
-        Ok(b) => b,
+    let running = match start_serving(storage, &db_file, &listener).await {
+        Ok(running) => running,
         Err(e) => {
-            let _ = built.send(Err(BrokerError::Tansu(format!("{e:?}"))));
+            let _ = built.send(Err(e));
             return;
         }
     };
-    // The log's tables exist once the broker is built; it serves nothing
-    // before it is told to.
-    if let Err(e) = index_record_keys(&db_file).await {
-        let _ = built.send(Err(e));
-        return;
-    }
     let _ = built.send(Ok(()));
     tokio::select! {
-        result = broker.serve(Instant::now()) => {
+        result = running => {
             if let Err(e) = result {
-                error!(error = ?e, "embedded broker stopped");
+                error!(error = %e, "embedded broker stopped");
             }
         }
         _ = stop => {}
     }
+}
+
+/// How often tansu's storage runs its maintenance (compaction, retention):
+/// tansu's own default.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Builds tansu's libSQL storage behind a [`Fronted`] and returns the
+/// broker's accept loop. This is what `tansu_broker::broker::Broker` does,
+/// minus its terminal progress display (which only its builder turns off,
+/// and its builder cannot take another storage).
+async fn start_serving(
+    storage: Url,
+    db_file: &Path,
+    listener: &Url,
+) -> Result<impl std::future::Future<Output = Result<(), BrokerError>>, BrokerError> {
+    let tansu = |e: tansu_storage::Error| BrokerError::Tansu(format!("{e:?}"));
+    let storage = StorageContainer::builder()
+        .cluster_id(CLUSTER_ID)
+        .node_id(tansu_broker::NODE_ID)
+        .advertised_listener(listener.clone())
+        .storage(storage)
+        .silent(true)
+        .build()
+        .await
+        .map_err(tansu)?;
+    let storage = Fronted::new(storage);
+    storage
+        .register_broker(BrokerRegistrationRequest {
+            broker_id: tansu_broker::NODE_ID,
+            cluster_id: CLUSTER_ID.into(),
+            incarnation_id: uuid::Uuid::new_v4(),
+            rack: None,
+        })
+        .await
+        .map_err(tansu)?;
+    // The log's tables exist once the storage is built; nothing is served
+    // before it is told to.
+    index_record_keys(db_file).await?;
+    let groups = Controller::with_storage(storage.clone())
+        .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
+    let addr = listener
+        .socket_addrs(|| None)
+        .ok()
+        .and_then(|a| a.first().copied())
+        .ok_or_else(|| BrokerError::Address(listener.to_string()))?;
+    let accept = TcpListener::bind(addr).await?;
+    Ok(async move {
+        let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
+        maintenance.tick().await;
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = accept.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of descriptors, say: the next try may do.
+                            warn!(error = %e, "broker accept");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let service = services(CLUSTER_ID, groups.clone(), storage.clone(), None)
+                        .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
+                    connections.spawn(async move {
+                        if let Err(e) = service.serve(Context::default(), stream).await {
+                            debug!(error = ?e, "broker connection ended");
+                        }
+                    });
+                }
+                _ = maintenance.tick() => {
+                    let storage = storage.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = storage.maintain(SystemTime::now()).await {
+                            debug!(error = ?e, "broker maintenance");
+                        }
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    })
 }
 
 /// The index that keeps tansu's compaction linear.
@@ -236,6 +310,169 @@ mod tests {
         broker.stop().await;
         // A restart finds the index there and keeps it.
         let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
+        broker.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const TOPIC: &str = "front";
+    const PARTITIONS: i32 = 4;
+    const PER_PRODUCER: i64 = 300;
+    const PRODUCERS: i64 = 3;
+
+    /// Every partition of [`TOPIC`] from its start, until all that the
+    /// producers write is read (or a minute passed), as (offset, value).
+    fn read_from_start(consumer: &rdkafka::consumer::BaseConsumer) -> Vec<Vec<(i64, String)>> {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::{Message, TopicPartitionList};
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut seen: Vec<Vec<(i64, String)>> = vec![Vec::new(); PARTITIONS as usize];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen.iter().map(Vec::len).sum::<usize>() < (PER_PRODUCER * PRODUCERS) as usize
+            && std::time::Instant::now() < deadline
+        {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+                seen[m.partition() as usize].push((m.offset(), value));
+            }
+        }
+        seen
+    }
+
+    /// Producers write while a consumer polls with a short wait, so that
+    /// most of its fetches find nothing new (the answers the front gives
+    /// from memory): the consumer still gets every record once, in order,
+    /// the watermarks it is told are the log's, and after a restart (an
+    /// empty front) everything reads back the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polls_answered_from_memory_never_hide_a_record() {
+        use rdkafka::ClientConfig;
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+
+        let dir = PathBuf::from(".test-data").join(uuid::Uuid::new_v4().to_string());
+        let db_file = dir.join("log.db");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
+        let servers = port.to_string();
+        let config = |extra: &[(&str, &str)]| {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", &servers);
+            for (k, v) in extra {
+                c.set(*k, *v);
+            }
+            c
+        };
+        let admin: AdminClient<_> = config(&[]).create().unwrap();
+        admin
+            .create_topics(
+                &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+
+        // The consumer polls from the start, before anything is written.
+        let reader = std::thread::spawn({
+            let config = config(&[("group.id", "front-test"), ("fetch.wait.max.ms", "5")]);
+            move || read_from_start(&config.create().unwrap())
+        });
+
+        let mut writers = Vec::new();
+        for w in 0..PRODUCERS {
+            let producer: FutureProducer =
+                config(&[("enable.idempotence", "true"), ("linger.ms", "0")])
+                    .create()
+                    .unwrap();
+            writers.push(tokio::spawn(async move {
+                for i in 0..PER_PRODUCER {
+                    let value = format!("{w}-{i}");
+                    let key = format!("k{}", i % 7);
+                    producer
+                        .send(
+                            FutureRecord::to(TOPIC).key(&key).payload(&value),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                        .unwrap();
+                    if i % 50 == 0 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let seen = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+
+        let check = |seen: &[Vec<(i64, String)>]| {
+            let mut values: Vec<&String> = seen.iter().flatten().map(|(_, v)| v).collect();
+            assert_eq!(
+                values.len() as i64,
+                PER_PRODUCER * PRODUCERS,
+                "every record once"
+            );
+            values.sort();
+            values.dedup();
+            assert_eq!(
+                values.len() as i64,
+                PER_PRODUCER * PRODUCERS,
+                "no record twice"
+            );
+            for partition in seen {
+                let offsets: Vec<i64> = partition.iter().map(|(o, _)| *o).collect();
+                let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+                assert_eq!(
+                    offsets, expected,
+                    "each partition read in order, without a gap"
+                );
+            }
+        };
+        check(&seen);
+
+        let watermarks = |consumer: &BaseConsumer| {
+            (0..PARTITIONS)
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let lengths: Vec<(i64, i64)> = seen.iter().map(|p| (0, p.len() as i64)).collect();
+        let probe: BaseConsumer = config(&[("group.id", "front-probe")]).create().unwrap();
+        assert_eq!(
+            watermarks(&probe),
+            lengths,
+            "high watermarks are the log's ends"
+        );
+        drop(probe);
+
+        broker.stop().await;
+        let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
+        let again = tokio::task::spawn_blocking({
+            let config = config(&[("group.id", "front-again"), ("fetch.wait.max.ms", "5")]);
+            move || {
+                let consumer: BaseConsumer = config.create().unwrap();
+                let seen = read_from_start(&consumer);
+                (watermarks(&consumer), seen)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(again.0, lengths, "the same ends after a restart");
+        assert_eq!(again.1, seen, "the same log after a restart");
         broker.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
