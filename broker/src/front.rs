@@ -21,8 +21,9 @@
 //! the storage. A read that raced a change is not cached.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -156,6 +157,23 @@ impl<S: Storage> Fronted<S> {
     }
 }
 
+/// Runs one call to the storage, recording how long it took (its wait
+/// for the storage's one task included) as
+/// `chatflow_broker_storage_seconds{op}`.
+async fn timed<T>(op: &'static str, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = call.await;
+    metrics::histogram!("chatflow_broker_storage_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    out
+}
+
+/// Counts a question answered from memory, as
+/// `chatflow_broker_storage_answered_total{op}`.
+fn answered(op: &'static str) {
+    metrics::counter!("chatflow_broker_storage_answered_total", "op" => op).increment(1);
+}
+
 #[async_trait]
 impl<S: Storage> Storage for Fronted<S> {
     async fn register_broker(&self, broker_registration: BrokerRegistrationRequest) -> Result<()> {
@@ -212,7 +230,11 @@ impl<S: Storage> Storage for Fronted<S> {
         batch: deflated::Batch,
     ) -> Result<i64> {
         let records = i64::from(batch.last_offset_delta) + 1;
-        let produced = self.inner.produce(transaction_id, topition, batch).await;
+        let produced = timed(
+            "produce",
+            self.inner.produce(transaction_id, topition, batch),
+        )
+        .await;
         match &produced {
             Ok(base) if transaction_id.is_none() => self.produced(topition, *base, records),
             _ => self.changed(topition),
@@ -229,11 +251,17 @@ impl<S: Storage> Storage for Fronted<S> {
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
         match self.known_stage(topition) {
-            Some(stage) if offset >= stage.high_watermark => Ok(Vec::new()),
+            Some(stage) if offset >= stage.high_watermark => {
+                answered("fetch");
+                Ok(Vec::new())
+            }
             _ => {
-                self.inner
-                    .fetch(topition, offset, min_bytes, max_bytes, isolation)
-                    .await
+                timed(
+                    "fetch",
+                    self.inner
+                        .fetch(topition, offset, min_bytes, max_bytes, isolation),
+                )
+                .await
             }
         }
     }
@@ -242,10 +270,11 @@ impl<S: Storage> Storage for Fronted<S> {
         if let Some(stage) = self.known_stage(topition)
             && let Ok(stage) = stage.offset_stage()
         {
+            answered("offset_stage");
             return Ok(stage);
         }
         let before = self.partitions().get(topition).map_or(0, |p| p.changes);
-        let read = self.inner.offset_stage(topition).await?;
+        let read = timed("offset_stage", self.inner.offset_stage(topition)).await?;
         let mut partitions = self.partitions();
         let p = partitions.entry(topition.clone()).or_default();
         if p.changes == before {
@@ -259,7 +288,11 @@ impl<S: Storage> Storage for Fronted<S> {
         isolation_level: IsolationLevel,
         offsets: &[(Topition, ListOffset)],
     ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
-        self.inner.list_offsets(isolation_level, offsets).await
+        timed(
+            "list_offsets",
+            self.inner.list_offsets(isolation_level, offsets),
+        )
+        .await
     }
 
     async fn offset_commit(
@@ -268,9 +301,12 @@ impl<S: Storage> Storage for Fronted<S> {
         retention_time_ms: Option<Duration>,
         offsets: &[(Topition, OffsetCommitRequest)],
     ) -> Result<Vec<(Topition, ErrorCode)>> {
-        self.inner
-            .offset_commit(group_id, retention_time_ms, offsets)
-            .await
+        timed(
+            "offset_commit",
+            self.inner
+                .offset_commit(group_id, retention_time_ms, offsets),
+        )
+        .await
     }
 
     async fn offset_fetch(
@@ -279,9 +315,11 @@ impl<S: Storage> Storage for Fronted<S> {
         topics: &[Topition],
         require_stable: Option<bool>,
     ) -> Result<BTreeMap<Topition, i64>> {
-        self.inner
-            .offset_fetch(group_id, topics, require_stable)
-            .await
+        timed(
+            "offset_fetch",
+            self.inner.offset_fetch(group_id, topics, require_stable),
+        )
+        .await
     }
 
     async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>> {
@@ -295,9 +333,10 @@ impl<S: Storage> Storage for Fronted<S> {
             return self.inner.metadata(None).await;
         };
         if let Some(known) = self.metadata_cache().get(topics) {
+            answered("metadata");
             return Ok(known.clone());
         }
-        let answer = self.inner.metadata(Some(topics)).await?;
+        let answer = timed("metadata", self.inner.metadata(Some(topics))).await?;
         let complete = answer.topics().iter().all(|t| {
             t.error_code == i16::from(ErrorCode::None)
                 && t.partitions.as_ref().is_some_and(|p| !p.is_empty())
@@ -385,7 +424,11 @@ impl<S: Storage> Storage for Fronted<S> {
         detail: GroupDetail,
         version: Option<Version>,
     ) -> Result<Version, UpdateError<GroupDetail>> {
-        self.inner.update_group(group_id, detail, version).await
+        timed(
+            "update_group",
+            self.inner.update_group(group_id, detail, version),
+        )
+        .await
     }
 
     async fn init_producer(
@@ -449,7 +492,7 @@ impl<S: Storage> Storage for Fronted<S> {
 
     async fn maintain(&self, now: SystemTime) -> Result<()> {
         // Maintenance deletes records (retention, compaction).
-        let maintained = self.inner.maintain(now).await;
+        let maintained = timed("maintain", self.inner.maintain(now)).await;
         self.changed_all();
         maintained
     }

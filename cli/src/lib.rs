@@ -281,7 +281,8 @@ pub struct MetricsArgs {
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new()
         .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0,
         ])?
         .install_recorder()?)
 }
