@@ -159,7 +159,6 @@ async fn start_serving(
     db_file: &Path,
     listener: &Url,
 ) -> Result<impl std::future::Future<Output = Result<(), BrokerError>>, BrokerError> {
-    let tansu = |e: tansu_storage::Error| BrokerError::Tansu(format!("{e:?}"));
     let storage = StorageContainer::builder()
         .cluster_id(CLUSTER_ID)
         .node_id(tansu_broker::NODE_ID)
@@ -182,8 +181,7 @@ async fn start_serving(
     // The log's tables exist once the storage is built; nothing is served
     // before it is told to.
     index_record_keys(db_file).await?;
-    let groups = Controller::with_storage(storage.clone())
-        .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
+    let groups = Controller::with_storage(storage.clone()).map_err(tansu)?;
     let addr = listener
         .socket_addrs(|| None)
         .ok()
@@ -208,7 +206,7 @@ async fn start_serving(
                     };
                     let _ = stream.set_nodelay(true);
                     let service = services(CLUSTER_ID, groups.clone(), storage.clone(), None)
-                        .map_err(|e| BrokerError::Tansu(format!("{e:?}")))?;
+                        .map_err(tansu)?;
                     connections.spawn(async move {
                         if let Err(e) = service.serve(Context::default(), stream).await {
                             debug!(error = ?e, "broker connection ended");
@@ -227,6 +225,11 @@ async fn start_serving(
             }
         }
     })
+}
+
+/// An error of tansu's (its storage's, its broker's), as ours.
+fn tansu(e: impl std::fmt::Debug) -> BrokerError {
+    BrokerError::Tansu(format!("{e:?}"))
 }
 
 /// The index that keeps tansu's compaction linear.
@@ -280,14 +283,21 @@ mod tests {
     /// The broker's log is indexed by key, and a lookup of one key's older
     /// records (what compaction deletes) uses that index instead of a scan
     /// of the partition.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_log_is_indexed_for_compaction() {
+    /// A directory of its own for a test's log, the log file in it and a
+    /// free port for the broker.
+    fn fresh_log() -> (PathBuf, PathBuf, SocketAddr) {
         let dir = PathBuf::from(".test-data").join(uuid::Uuid::new_v4().to_string());
         let db_file = dir.join("log.db");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
+        (dir, db_file, port)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_indexed_for_compaction() {
+        let (dir, db_file, port) = fresh_log();
         let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
 
         let db = libsql::Builder::new_local(&db_file).build().await.unwrap();
@@ -355,12 +365,7 @@ mod tests {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::producer::{FutureProducer, FutureRecord};
 
-        let dir = PathBuf::from(".test-data").join(uuid::Uuid::new_v4().to_string());
-        let db_file = dir.join("log.db");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let (dir, db_file, port) = fresh_log();
         let broker = EmbeddedBroker::start(port, &db_file).await.unwrap();
         let servers = port.to_string();
         let config = |extra: &[(&str, &str)]| {
